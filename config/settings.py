@@ -1,0 +1,228 @@
+"""Settings for Diffusion Server, read from the environment by config.env (see the README table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_float, env_int, env_list, env_mapping, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DJANGO_ENV = env_str("DJANGO_ENV", "development", choices=("development", "production", "test"))
+PRODUCTION = DJANGO_ENV == "production"
+
+if PRODUCTION:
+    SECRET_KEY = env_str("SECRET_KEY")
+    if len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters in production.")
+else:
+    SECRET_KEY = env_str("SECRET_KEY", "development-only-insecure-key-do-not-use-in-production")
+
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "dataset_domain",
+    "image_model_domain",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL in production; SQLite under var/ is the embedded default for `make run`.
+_database_url = env_url(
+    "DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}", schemes=("postgres", "postgresql", "sqlite")
+)
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Note: the web server and the worker write to one file; wait for the lock rather than fail.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "diffusion"),
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+MODEL_ROOT = Path(env_str("MODEL_ROOT", str(VAR_DIR / "models")))
+FIXTURE_MEDIA_DIR = BASE_DIR / "fixtures" / "media"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The API. Anonymous use is on for the local `make run` and off by default in production.
+API_ALLOW_ANONYMOUS = env_bool("API_ALLOW_ANONYMOUS", default=not PRODUCTION)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["image_model_domain.api.permissions.IsUserOrAllowedAnonymous"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_RATES": {"submissions": env_str("API_SUBMISSION_RATE", "60/minute")},
+    "EXCEPTION_HANDLER": "image_model_domain.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Diffusion Server API",
+    "DESCRIPTION": "Text-to-image, image-to-image with LoRA adapters, and random diffusion over datasets.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+API_MAX_QUEUED_JOBS_PER_USER = env_int("API_MAX_QUEUED_JOBS_PER_USER", 20, minimum=1)
+
+# Diffusion: what workers load and how.
+DIFFUSION_DEVICE = env_str("DIFFUSION_DEVICE", "auto", choices=("auto", "cuda", "cpu", "mps"))
+DIFFUSION_DTYPE = env_str("DIFFUSION_DTYPE", "auto", choices=("auto", "float16", "bfloat16", "float32"))
+DIFFUSION_MAX_RESIDENT_MODELS = env_int("DIFFUSION_MAX_RESIDENT_MODELS", 3, minimum=1)
+DIFFUSION_MEMORY_BUDGET_MB = env_int("DIFFUSION_MEMORY_BUDGET_MB", 0, minimum=0)  # 0: no byte budget
+DIFFUSION_MAX_LORAS_PER_MODEL = env_int("DIFFUSION_MAX_LORAS_PER_MODEL", 8, minimum=2)
+DIFFUSION_BATCH_SIZE = env_int("DIFFUSION_BATCH_SIZE", 4, minimum=1, maximum=64)
+DIFFUSION_DEFAULT_QUEUE = env_str("DIFFUSION_DEFAULT_QUEUE", "diffusion")
+# Per-checkpoint queues so that a fleet can dedicate workers to models: model-name=queue pairs.
+DIFFUSION_MODEL_QUEUES = env_mapping("DIFFUSION_MODEL_QUEUES")
+DIFFUSION_PRELOAD = env_bool("DIFFUSION_PRELOAD", True)
+DIFFUSION_HUB_OFFLINE = env_bool("HF_HUB_OFFLINE", False)
+
+JOB_PROGRESS_INTERVAL_S = env_float("JOB_PROGRESS_INTERVAL_S", 0.5, minimum=0.0)
+JOB_SOFT_TIME_LIMIT_S = env_int("JOB_SOFT_TIME_LIMIT_S", 1800, minimum=10)
+JOB_HARD_TIME_LIMIT_S = env_int("JOB_HARD_TIME_LIMIT_S", 1900, minimum=20)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# A QUEUED job whose message has not started after this long is re-enqueued (the broker lost it).
+RECONCILE_QUEUED_AFTER_S = env_int("RECONCILE_QUEUED_AFTER_S", 600, minimum=1)
+# A RUNNING job whose worker has not written a heartbeat for this long is taken as orphaned.
+RECONCILE_HEARTBEAT_TIMEOUT_S = env_int("RECONCILE_HEARTBEAT_TIMEOUT_S", 120, minimum=1)
+RECONCILE_INTERVAL_S = env_int("RECONCILE_INTERVAL_S", 60, minimum=1)
+
+# Celery. Redis when configured; otherwise the filesystem transport under var/ so that the
+# service runs with nothing but Python.
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL", REDIS_URL or "filesystem://", schemes=("redis", "rediss", "filesystem", "amqp")
+)
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _folder in ("queue", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "polling_interval": 0.2,
+    }
+else:
+    # Redis redelivers an unacked message after visibility_timeout: it must exceed the longest
+    # wait in the queue plus a run, or a long job is run twice (celery docs, "Caveats" of Redis).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 6 * 3600, minimum=60),
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True  # the job row is the truth
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = DIFFUSION_DEFAULT_QUEUE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# Pipelines are loaded in the pool process, which Celery kills if its init outlasts this
+# (4 s by default, celery#1715); preloading a checkpoint takes longer.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_int("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 600, minimum=4)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-jobs": {"task": "tasks.reconcile.reconcile_jobs", "schedule": float(RECONCILE_INTERVAL_S)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# Webhooks: signed with HMAC-SHA256 over the body (header X-Diffusion-Signature).
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", SECRET_KEY)
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_QUEUE = env_str("WEBHOOK_QUEUE", "webhooks")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)

@@ -1,0 +1,24 @@
+"""Settings for the test suite: the machine's real PostgreSQL and Redis, defaults overridable by env.
+
+The Celery worker that tests start runs with these same settings (and the test database's name).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_ENV", "test")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/diffusion")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("CACHE_KEY_PREFIX", "diffusion-test")
+os.environ.setdefault("JOB_PROGRESS_INTERVAL_S", "0.05")
+os.environ.setdefault("DIFFUSION_DEFAULT_QUEUE", "test-diffusion")
+os.environ.setdefault("WEBHOOK_QUEUE", "test-webhooks")
+os.environ.setdefault("DIFFUSION_PRELOAD", "false")
+os.environ.setdefault("API_ALLOW_ANONYMOUS", "true")
+_base = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var")
+os.environ.setdefault("MEDIA_ROOT", os.path.join(_base, "test-media"))
+# Development checkpoints are shared with `make run` (built once, identical by construction).
+os.environ.setdefault("MODEL_ROOT", os.path.join(_base, "models"))
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from image_model_domain.jobs import job_cancel, job_retry
+from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, LoraAdapter
+
+
+def thumbnail(file_field, size: int = 96) -> str:  # noqa: ANN001
+    if not file_field:
+        return "-"
+    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', file_field.url, size, size)
+
+
+@admin.register(DLModel)
+class DLModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "family", "source", "enabled", "preload", "resolution", "default_scheduler", "updated_at"]
+    list_filter = ["family", "enabled", "preload"]
+    list_editable = ["enabled", "preload"]
+    search_fields = ["name", "source", "description"]
+
+
+@admin.register(LoraAdapter)
+class LoraAdapterAdmin(admin.ModelAdmin):
+    list_display = ["name", "family", "source", "weight_name", "default_scale", "enabled"]
+    list_filter = ["family", "enabled"]
+    list_editable = ["enabled"]
+    search_fields = ["name", "source", "trigger_words", "description"]
+
+
+class GeneratedImageInline(admin.TabularInline):
+    model = GeneratedImage
+    fields = ["preview", "index", "prompt", "model_name", "seed"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    @admin.display(description="image")
+    def preview(self, obj: GeneratedImage) -> str:
+        return thumbnail(obj.file, 64)
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "owner", "model", "progress", "images_expected", "queued_at", "inference_s"]
+    list_filter = ["status", "kind", "model", "queue"]
+    search_fields = ["id", "params", "error", "owner__username"]
+    readonly_fields = [field.name for field in GenerationJob._meta.fields]
+    date_hierarchy = "queued_at"
+    inlines = [GeneratedImageInline]
+    actions = ["cancel_jobs", "retry_jobs"]
+
+    @admin.display(description="progress")
+    def progress(self, obj: GenerationJob) -> str:
+        return f"{obj.progress_step}/{obj.progress_total}"
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        for job in queryset:
+            job_cancel(job=job)
+        self.message_user(request, f"Asked {queryset.count()} jobs to cancel.")
+
+    @admin.action(description="Retry selected failed or cancelled jobs")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        retried = 0
+        for job in queryset:
+            try:
+                job_retry(job=job)
+                retried += 1
+            except ValidationError as error:
+                self.message_user(request, f"{job.pk}: {error.messages[0]}", level=messages.WARNING)
+        self.message_user(request, f"Queued {retried} jobs again.")
+
+
+@admin.register(GeneratedImage)
+class GeneratedImageAdmin(admin.ModelAdmin):
+    list_display = ["preview", "id", "job", "index", "model_name", "seed", "prompt", "created_at"]
+    list_filter = ["model_name", "scheduler", "created_at"]
+    search_fields = ["prompt", "negative_prompt", "model_name", "job__id"]
+    readonly_fields = ["preview_large"] + [field.name for field in GeneratedImage._meta.fields]
+
+    @admin.display(description="image")
+    def preview(self, obj: GeneratedImage) -> str:
+        return thumbnail(obj.file)
+
+    @admin.display(description="image")
+    def preview_large(self, obj: GeneratedImage) -> str:
+        return thumbnail(obj.file, 512)

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.urls import reverse
+from rest_framework import serializers
+
+from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
+from image_model_domain.registry import SCHEDULERS
+from image_model_domain.seeds import MAX_SEED
+from image_model_domain.webhooks import webhook_url_check
+
+MAX_PIXELS = 1536 * 1536
+
+
+class LoraChoiceSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    scale = serializers.FloatField(min_value=-2.0, max_value=2.0, required=False, allow_null=True)
+
+
+class JSONListField(serializers.ListField):
+    """A list in JSON bodies; in multipart forms (with an init image) a JSON-encoded string."""
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                self.fail("not_a_list", input_type="invalid JSON")
+        return super().to_internal_value(data)
+
+
+def _check_webhook(value: str) -> str:
+    if value:
+        from django.core.exceptions import ValidationError
+
+        try:
+            webhook_url_check(value)
+        except ValidationError as error:
+            raise serializers.ValidationError(error.message_dict["webhook_url"]) from None
+    return value
+
+
+class GenerationInput(serializers.Serializer):
+    prompt = serializers.CharField(max_length=1000)
+    negative_prompt = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    model = serializers.SlugField(
+        max_length=100, required=False, help_text="A registered model; default: the first enabled."
+    )
+    num_images = serializers.IntegerField(min_value=1, max_value=8, default=1)
+    steps = serializers.IntegerField(min_value=1, max_value=150, default=25)
+    guidance_scale = serializers.FloatField(min_value=0.0, max_value=30.0, default=7.5)
+    width = serializers.IntegerField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
+    height = serializers.IntegerField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
+    scheduler = serializers.ChoiceField(choices=SCHEDULERS, required=False)
+    seed = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_SEED,
+        required=False,
+        allow_null=True,
+        help_text="Absent or 0: random. The seed used is in the job.",
+    )
+    loras = JSONListField(child=LoraChoiceSerializer(), max_length=2, required=False, default=list)
+    lora_scale = serializers.FloatField(min_value=0.0, max_value=2.0, default=1.0)
+    strength = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.75, help_text="Image-to-image only.")
+    init_image = serializers.ImageField(required=False, help_text="Makes it an image-to-image job.")
+    webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+
+    def validate_width(self, value: int) -> int:
+        if value % 8:
+            raise serializers.ValidationError("Must be a multiple of 8.")
+        return value
+
+    validate_height = validate_width
+
+    def validate_webhook_url(self, value: str) -> str:
+        return _check_webhook(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("width") and attrs.get("height") and attrs["width"] * attrs["height"] > MAX_PIXELS:
+            raise serializers.ValidationError({"width": f"width x height may be at most {MAX_PIXELS} pixels."})
+        return attrs
+
+
+class RandomDiffusionInput(serializers.Serializer):
+    dataset = serializers.IntegerField(min_value=1)
+    prompt_list = serializers.ListField(child=serializers.CharField(max_length=1000), min_length=1, max_length=100)
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=1000)
+    models = serializers.ListField(child=serializers.SlugField(max_length=100), required=False, max_length=20)
+    negative_prompt = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    strength = serializers.FloatField(min_value=0.05, max_value=1.0, default=0.75)
+    steps = serializers.IntegerField(min_value=1, max_value=150, default=25)
+    guidance_scale = serializers.FloatField(min_value=0.0, max_value=30.0, default=7.5)
+    scheduler = serializers.ChoiceField(choices=SCHEDULERS, required=False, allow_null=True, default=None)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False, allow_null=True)
+    batch_size = serializers.IntegerField(min_value=1, max_value=16, required=False)
+    webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+
+    def validate_webhook_url(self, value: str) -> str:
+        return _check_webhook(value)
+
+
+class LegacyRandomDiffusionInput(serializers.Serializer):
+    prompt_list = serializers.ListField(child=serializers.CharField(max_length=1000), min_length=1, max_length=100)
+
+
+class ImageOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    model = serializers.CharField(source="model_name")
+    job = serializers.UUIDField(source="job_id")
+    source_image = serializers.IntegerField(source="source_image_id", allow_null=True)
+
+    class Meta:
+        model = GeneratedImage
+        fields = [
+            "id",
+            "job",
+            "index",
+            "url",
+            "prompt",
+            "negative_prompt",
+            "model",
+            "loras",
+            "lora_scale",
+            "seed",
+            "scheduler",
+            "steps",
+            "guidance_scale",
+            "strength",
+            "width",
+            "height",
+            "sha256",
+            "source_image",
+            "created_at",
+        ]
+
+    def get_url(self, image: GeneratedImage) -> str:
+        url = reverse("image-file", args=[image.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class JobOutput(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", allow_null=True, default=None)
+    owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
+    progress = serializers.SerializerMethodField()
+    position = serializers.SerializerMethodField()
+    images = ImageOutput(many=True, read_only=True)
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "owner",
+            "model",
+            "dataset",
+            "params",
+            "seed",
+            "queue",
+            "images_expected",
+            "progress",
+            "position",
+            "cancel_requested",
+            "attempts",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "queue_wait_s",
+            "load_s",
+            "inference_s",
+            "save_s",
+            "error",
+            "webhook_url",
+            "images",
+        ]
+
+    def get_progress(self, job: GenerationJob) -> dict[str, Any]:
+        total = max(job.progress_total, 1)
+        return {"step": job.progress_step, "total": job.progress_total, "fraction": round(job.progress_step / total, 4)}
+
+    def get_position(self, job: GenerationJob) -> int | None:
+        """1 for the next job a worker takes; None once running or finished."""
+        if job.status != JobStatus.QUEUED:
+            return None
+        return GenerationJob.objects.filter(status=JobStatus.QUEUED, queued_at__lt=job.queued_at).count() + 1
+
+
+class QueueEntryOutput(serializers.Serializer):
+    position = serializers.IntegerField(allow_null=True)
+    estimated_start_s = serializers.FloatField(allow_null=True)
+    job = JobOutput()
+
+
+class DLModelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DLModel
+        fields = [
+            "id",
+            "name",
+            "source",
+            "revision",
+            "family",
+            "dtype",
+            "default_scheduler",
+            "resolution",
+            "enabled",
+            "preload",
+            "description",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_default_scheduler(self, value: str) -> str:
+        if value not in SCHEDULERS:
+            raise serializers.ValidationError(f"Unknown scheduler; use one of {', '.join(SCHEDULERS)}.")
+        return value
+
+
+class LoraAdapterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LoraAdapter
+        fields = [
+            "id",
+            "name",
+            "source",
+            "weight_name",
+            "family",
+            "default_scale",
+            "enabled",
+            "trigger_words",
+            "description",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+def upload_limit_note() -> str:
+    return f"Uploads up to {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."

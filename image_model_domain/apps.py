@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ImageModelDomainConfig(AppConfig):
+    name = "image_model_domain"
+    verbose_name = "Models and generations"

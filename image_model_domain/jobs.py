@@ -1,0 +1,326 @@
+"""Domain functions that create, cancel, retry and delete generation jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from dataset_domain.images import image_check
+from dataset_domain.models import Dataset
+from image_model_domain.models import ACTIVE_STATUSES, DLModel, GenerationJob, JobKind, JobStatus
+from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
+from image_model_domain.seeds import random_diffusion_plan, seed_resolve
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB_TASK = "tasks.generation.run_job"
+MAX_LORAS = 2
+
+
+class BrokerUnavailable(Exception):
+    """The job could not be handed to the queue; nothing was kept."""
+
+
+class DuplicateRequest(Exception):
+    """An idempotency key was reused with a different request body."""
+
+
+def job_queue_for(model_names: list[str]) -> str:
+    queues = {settings.DIFFUSION_MODEL_QUEUES.get(name) for name in model_names}
+    if len(queues) == 1 and None not in queues:
+        return queues.pop()
+    return settings.DIFFUSION_DEFAULT_QUEUE
+
+
+def job_model_names(job: GenerationJob) -> list[str]:
+    if "items" in job.params:
+        return sorted({item["model"] for item in job.params["items"]})
+    return [job.params["model"]]
+
+
+def job_reroute(*, job: GenerationJob) -> None:
+    """Pick the queue from the routing in force now (a fleet may have changed since the job was made)."""
+    queue = job_queue_for(job_model_names(job))
+    if queue != job.queue:
+        job.queue = queue
+        GenerationJob.objects.filter(pk=job.pk).update(queue=queue)
+
+
+def job_enqueue(*, job: GenerationJob) -> None:
+    """Send the job's message once the row is committed. If the broker refuses, the job is removed."""
+
+    def publish() -> None:
+        from config.celery_app import app
+
+        try:
+            app.send_task(RUN_JOB_TASK, args=[str(job.pk)], queue=job.queue, retry=True)
+        except Exception as error:  # kombu raises many kinds; every one means "not queued"
+            logger.error("could not enqueue job %s: %s", job.pk, error)
+            if job.attempts == 0:
+                GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
+            raise BrokerUnavailable(f"The queue is unavailable: {error}") from error
+        GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+
+    transaction.on_commit(publish)
+
+
+def _check_queue_cap(owner: AbstractBaseUser | None) -> None:
+    if owner is None or owner.is_staff:
+        return
+    active = GenerationJob.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
+    if active >= settings.API_MAX_QUEUED_JOBS_PER_USER:
+        raise ValidationError(
+            {
+                "non_field_errors": f"You have {active} jobs queued or running; the limit is "
+                f"{settings.API_MAX_QUEUED_JOBS_PER_USER}."
+            }
+        )
+
+
+def _request_hash(params: dict[str, Any], extra: bytes = b"") -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode() + extra).hexdigest()
+
+
+def _existing_for_key(owner: AbstractBaseUser | None, key: str, request_hash: str) -> GenerationJob | None:
+    if not key:
+        return None
+    existing = GenerationJob.objects.filter(owner=owner, idempotency_key=key).first()
+    if existing is not None and existing.request_hash != request_hash:
+        raise DuplicateRequest(f"The Idempotency-Key {key!r} was used with a different request.")
+    return existing
+
+
+def _resolve_loras(model: DLModel, loras: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(loras) > MAX_LORAS:
+        raise ValidationError({"loras": f"At most {MAX_LORAS} LoRA adapters per job."})
+    names = [item["name"] for item in loras]
+    if len(set(names)) != len(names):
+        raise ValidationError({"loras": "Each LoRA may be named once."})
+    resolved = []
+    for item in loras:
+        adapter = lora_get_for_model(name=item["name"], model=model)
+        scale = item.get("scale")
+        resolved.append({"name": adapter.name, "scale": adapter.default_scale if scale is None else float(scale)})
+    return resolved
+
+
+def job_create_generation(
+    *,
+    owner: AbstractBaseUser | None,
+    prompt: str,
+    model_name: str | None = None,
+    negative_prompt: str = "",
+    num_images: int = 1,
+    steps: int = 25,
+    guidance_scale: float = 7.5,
+    width: int | None = None,
+    height: int | None = None,
+    scheduler: str | None = None,
+    seed: int | None = None,
+    loras: list[dict[str, Any]] | None = None,
+    lora_scale: float = 1.0,
+    strength: float = 0.75,
+    init_image: UploadedFile | None = None,
+    idempotency_key: str = "",
+    webhook_url: str = "",
+) -> GenerationJob:
+    """Text-to-image, or image-to-image when an init image is given."""
+    model = dlmodel_get_enabled(name=model_name) if model_name else dlmodel_default()
+    scheduler = scheduler or model.default_scheduler
+    if scheduler not in SCHEDULERS:
+        raise ValidationError({"scheduler": f"Unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}."})
+    width = width or model.resolution
+    height = height or model.resolution
+    for field, value in (("width", width), ("height", height)):
+        if value % 8:
+            raise ValidationError({field: f"{field} must be a multiple of 8, got {value}."})
+    kind = JobKind.IMAGE_TO_IMAGE if init_image is not None else JobKind.TEXT_TO_IMAGE
+    params: dict[str, Any] = {
+        "model": model.name,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "num_images": num_images,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "width": width,
+        "height": height,
+        "scheduler": scheduler,
+        "loras": _resolve_loras(model, loras or []),
+        "lora_scale": lora_scale,
+        "strength": strength if init_image is not None else None,
+    }
+    checked = image_check(init_image, field="init_image") if init_image is not None else None
+    request_hash = _request_hash(
+        {**params, "seed": seed, "webhook_url": webhook_url}, (checked.sha256 if checked else "").encode()
+    )
+    existing = _existing_for_key(owner, idempotency_key, request_hash)
+    if existing is not None:
+        return existing
+    _check_queue_cap(owner)
+    with transaction.atomic():
+        job = GenerationJob(
+            kind=kind,
+            owner=owner,
+            params=params,
+            seed=seed_resolve(seed),
+            model=model,
+            queue=job_queue_for([model.name]),
+            images_expected=num_images,
+            progress_total=steps * num_images,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            webhook_url=webhook_url,
+        )
+        if init_image is not None:
+            job.init_image.save(f"{job.pk}.png", init_image, save=False)
+        job.save()
+        job_enqueue(job=job)
+    return job
+
+
+def job_create_random_diffusion(
+    *,
+    owner: AbstractBaseUser | None,
+    dataset: Dataset,
+    prompt_list: list[str],
+    image_ids: list[int] | None = None,
+    model_names: list[str] | None = None,
+    negative_prompt: str = "",
+    strength: float = 0.75,
+    steps: int = 25,
+    guidance_scale: float = 7.5,
+    scheduler: str | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    idempotency_key: str = "",
+    webhook_url: str = "",
+) -> GenerationJob:
+    """img2img over a dataset's images, each with a prompt and a model drawn from the request seed."""
+    if not prompt_list:
+        raise ValidationError({"prompt_list": "Give at least one prompt."})
+    images = list(dataset.images.values_list("id", flat=True))
+    if image_ids:
+        unknown = sorted(set(image_ids) - set(images))
+        if unknown:
+            raise ValidationError({"image_ids": f"Not images of dataset {dataset.name!r}: {unknown}."})
+        images = sorted(set(image_ids))
+    if not images:
+        raise ValidationError({"dataset": f"The dataset {dataset.name!r} has no images."})
+    if model_names:
+        models = [dlmodel_get_enabled(name=name, field="models").name for name in dict.fromkeys(model_names)]
+    else:
+        models = list(DLModel.objects.filter(enabled=True).values_list("name", flat=True))
+        if not models:
+            raise ValidationError({"models": "No model is enabled; register or enable one."})
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise ValidationError({"scheduler": f"Unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}."})
+    request = {
+        "dataset": dataset.pk,
+        "images": images,
+        "models": models,
+        "prompt_list": prompt_list,
+        "negative_prompt": negative_prompt,
+        "strength": strength,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "scheduler": scheduler,
+        "batch_size": batch_size or settings.DIFFUSION_BATCH_SIZE,
+    }
+    request_hash = _request_hash({**request, "seed": seed, "webhook_url": webhook_url})
+    existing = _existing_for_key(owner, idempotency_key, request_hash)
+    if existing is not None:
+        return existing
+    _check_queue_cap(owner)
+    resolved_seed = seed_resolve(seed)
+    plan = random_diffusion_plan(seed=resolved_seed, images=images, prompts=prompt_list, models=models)
+    params = {**request, "items": plan}
+    effective_steps = max(1, int(steps * strength))
+    with transaction.atomic():
+        job = GenerationJob.objects.create(
+            kind=JobKind.RANDOM_DIFFUSION,
+            owner=owner,
+            params=params,
+            seed=resolved_seed,
+            dataset=dataset,
+            queue=job_queue_for(sorted({item["model"] for item in plan})),
+            images_expected=len(plan),
+            progress_total=effective_steps * len(plan),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            webhook_url=webhook_url,
+        )
+        job_enqueue(job=job)
+    return job
+
+
+def job_cancel(*, job: GenerationJob) -> GenerationJob:
+    """A queued job is cancelled at once; a running one stops at its next denoising step."""
+    now = timezone.now()
+    if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, error="Cancelled before it started."
+    ):
+        from image_model_domain.webhooks import webhook_schedule
+
+        webhook_schedule(job_id=job.pk)
+    else:
+        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
+    job.refresh_from_db()
+    return job
+
+
+def job_retry(*, job: GenerationJob) -> GenerationJob:
+    """Queue a finished (failed or cancelled) job again with the same parameters and seed."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ValidationError({"status": f"Only failed or cancelled jobs can be retried; this one is {job.status}."})
+    with transaction.atomic():
+        for image in job.images.all():
+            image_delete(image=image)
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.QUEUED,
+            cancel_requested=False,
+            error="",
+            progress_step=0,
+            attempts=0,
+            started_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+            worker="",
+            queued_at=timezone.now(),
+        )
+        job.refresh_from_db()
+        job_enqueue(job=job)
+    return job
+
+
+def image_delete(*, image: Any) -> None:
+    """Remove an image row and, once committed, its file."""
+    name, storage = image.file.name, image.file.storage
+    image.delete()
+    transaction.on_commit(lambda: storage.delete(name))
+
+
+def job_delete(*, job: GenerationJob) -> None:
+    """Delete a job with its images and files; a running job is cancelled first."""
+    if job.status == JobStatus.RUNNING:
+        job_cancel(job=job)
+    with transaction.atomic():
+        files = [(image.file.storage, image.file.name) for image in job.images.all()]
+        if job.init_image:
+            files.append((job.init_image.storage, job.init_image.name))
+        job.delete()
+        transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+
+
+def queue_jobs() -> QuerySet[GenerationJob]:
+    """Jobs waiting or running, in the order workers take them."""
+    return GenerationJob.objects.filter(status__in=ACTIVE_STATUSES).order_by("-status", "queued_at")

@@ -1,0 +1,133 @@
+"""Domain functions that the worker calls as it runs a job: claim, progress, outcome, reconcile."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from image_model_domain.models import GenerationJob, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
+    """QUEUED -> RUNNING in one conditional UPDATE. None when another delivery got it first."""
+    now = timezone.now()
+    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        worker=worker,
+        attempts=F("attempts") + 1,
+        progress_step=0,
+        error="",
+    )
+    if not claimed:
+        return None
+    job = GenerationJob.objects.get(pk=job_id)
+    job.queue_wait_s = (now - (job.enqueued_at or job.queued_at)).total_seconds()
+    GenerationJob.objects.filter(pk=job_id).update(queue_wait_s=job.queue_wait_s)
+    # A job re-run after its worker died starts from a clean slate.
+    from image_model_domain.jobs import image_delete
+
+    with transaction.atomic():
+        for image in job.images.all():
+            image_delete(image=image)
+    return job
+
+
+class ProgressReporter:
+    """Writes progress and heartbeat at a bounded rate; reads the cancel flag on every step.
+
+    Reading the flag costs one indexed primary-key lookup per denoising step, which is what lets a
+    cancelled job stop within one step.
+    """
+
+    def __init__(self, job_id: str, total: int, interval_s: float | None = None) -> None:
+        self.job_id = job_id
+        self.total = total
+        self.done = 0
+        self.interval_s = settings.JOB_PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self._last_write = 0.0
+
+    def step(self, increment: int = 1) -> bool:
+        """Record steps done; return False when the job has been asked to stop."""
+        self.done = min(self.total, self.done + increment)
+        now = time.monotonic()
+        if now - self._last_write >= self.interval_s or self.done >= self.total:
+            self._last_write = now
+            GenerationJob.objects.filter(pk=self.job_id).update(progress_step=self.done, heartbeat_at=timezone.now())
+        return not GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+
+
+def job_finish(*, job_id: str, status: str, error: str = "", **timings: float | None) -> bool:
+    """RUNNING -> a final status. False if the job was no longer running (e.g. deleted)."""
+    finished = GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=status,
+        finished_at=timezone.now(),
+        error=error[:4000],
+        **{key: value for key, value in timings.items() if value is not None},
+    )
+    if finished:
+        from image_model_domain.webhooks import webhook_schedule
+
+        webhook_schedule(job_id=job_id)
+    return bool(finished)
+
+
+def jobs_reconcile(*, now=None) -> dict[str, int]:  # noqa: ANN001
+    """Find jobs that nothing will finish and re-enqueue or fail them; nothing accepted is lost.
+
+    - QUEUED long after its message was sent: the broker lost it (a Redis that keeps nothing on
+      disk, a restart); send it again. A duplicate message is harmless: the claim is conditional.
+    - RUNNING with no heartbeat for RECONCILE_HEARTBEAT_TIMEOUT_S: its worker died. Run it again
+      while attempts remain, else fail it with the reason.
+    """
+    from image_model_domain.jobs import job_enqueue, job_reroute
+
+    now = now or timezone.now()
+    counts = {"requeued_lost": 0, "requeued_orphaned": 0, "failed_orphaned": 0}
+    lost_before = now - timedelta(seconds=settings.RECONCILE_QUEUED_AFTER_S)
+    lost = GenerationJob.objects.filter(status=JobStatus.QUEUED).filter(
+        Q(enqueued_at__lt=lost_before) | Q(enqueued_at__isnull=True, queued_at__lt=lost_before)
+    )
+    for job in lost:
+        with transaction.atomic():
+            GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=now)
+            job_reroute(job=job)
+            job_enqueue(job=job)
+        counts["requeued_lost"] += 1
+
+    stale_before = now - timedelta(seconds=settings.RECONCILE_HEARTBEAT_TIMEOUT_S)
+    orphaned = GenerationJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+    for job in orphaned:
+        if job.attempts < settings.JOB_MAX_ATTEMPTS and not job.cancel_requested:
+            with transaction.atomic():
+                updated = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                    status=JobStatus.QUEUED,
+                    enqueued_at=now,
+                    worker="",
+                    error=f"Worker {job.worker} stopped answering; queued again.",
+                )
+                if updated:
+                    job_reroute(job=job)
+                    job_enqueue(job=job)
+                    counts["requeued_orphaned"] += 1
+        else:
+            reason = (
+                "Cancelled; its worker stopped answering."
+                if job.cancel_requested
+                else f"Worker {job.worker} stopped answering {job.attempts} times; giving up."
+            )
+            status = JobStatus.CANCELLED if job.cancel_requested else JobStatus.FAILED
+            if job_finish(job_id=job.pk, status=status, error=reason):
+                counts["failed_orphaned"] += 1
+    if any(counts.values()):
+        logger.warning("reconciled jobs: %s", counts)
+    return counts

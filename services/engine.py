@@ -1,0 +1,195 @@
+"""The diffusers processor: the one entry point that tasks, the CLI and benchmarks call."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from services.devices import free_memory, is_out_of_memory, resolve_device
+from services.loras import LoraCache
+from services.pipelines import PipelineRegistry, ResidentModel
+from services.schedulers import scheduler_create
+from services.types import (
+    BatchCallback,
+    Cancelled,
+    GenerationRequest,
+    ImageTask,
+    ModelSpec,
+    OutOfMemory,
+    Output,
+    RunStats,
+    StepCallback,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    device: str = "auto"
+    dtype: str = "auto"
+    max_models: int = 3
+    memory_budget_bytes: int = 0
+    max_loras_per_model: int = 8
+
+
+def library_versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+class DiffusersProcessor:
+    """Runs requests on preloaded diffusers pipelines. One per process, never shared between threads."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.pipelines = PipelineRegistry(
+            device=self.device,
+            dtype=config.dtype,
+            max_models=config.max_models,
+            memory_budget_bytes=config.memory_budget_bytes,
+        )
+        self.loras = LoraCache(max_per_model=config.max_loras_per_model)
+        self.versions = library_versions()
+
+    def preload(self, models: list[ModelSpec]) -> None:
+        for spec in models[: self.config.max_models]:
+            self.pipelines.get(spec)
+
+    def generate(
+        self, request: GenerationRequest, *, on_step: StepCallback | None = None, on_batch: BatchCallback | None = None
+    ) -> RunStats:
+        stats = RunStats()
+        resident, stats.load_s = self.pipelines.get(request.model)
+        self.loras.activate(resident, request.loras)
+        try:
+            for batch in self._batches(request.items, request.batch_size):
+                started = time.perf_counter()
+                outputs = self._run_with_memory_retry(resident, request, batch, on_step)
+                stats.inference_s += time.perf_counter() - started
+                stats.images += len(outputs)
+                if on_batch is not None:
+                    on_batch(outputs)
+        finally:
+            self.loras.deactivate(resident)
+        return stats
+
+    @staticmethod
+    def _batches(items: list[ImageTask], batch_size: int) -> list[list[ImageTask]]:
+        """Items of one size (and kind) run together; each keeps its own seed, so batching never changes pixels."""
+        key = lambda item: (item.init_image is not None, item.width, item.height)  # noqa: E731
+        batches = []
+        for _, group in itertools.groupby(sorted(items, key=key), key=key):
+            group = list(group)
+            batches += [group[start : start + batch_size] for start in range(0, len(group), batch_size)]
+        return batches
+
+    def _run_with_memory_retry(
+        self, resident: ResidentModel, request: GenerationRequest, batch: list[ImageTask], on_step: StepCallback | None
+    ) -> list[Output]:
+        try:
+            return self._run_batch(resident, request, batch, on_step)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            logger.warning(
+                "out of memory on %s with a batch of %d; freeing and retrying one by one",
+                request.model.name,
+                len(batch),
+            )
+        # Free everything but this model and retry one image at a time; the worker lives on either way.
+        self.pipelines.evict_all_but(request.model.name)
+        free_memory()
+        try:
+            return [output for item in batch for output in self._run_batch(resident, request, [item], on_step)]
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            free_memory()
+            raise OutOfMemory(
+                f"Out of device memory running {request.model.name} at {batch[0].width}x{batch[0].height}, "
+                "even one image at a time."
+            ) from error
+
+    def _run_batch(
+        self, resident: ResidentModel, request: GenerationRequest, batch: list[ImageTask], on_step: StepCallback | None
+    ) -> list[Output]:
+        img2img = batch[0].init_image is not None
+        pipe = resident.img2img if img2img else resident.text2img
+        pipe.scheduler = scheduler_create(request.scheduler, resident.base_scheduler_config)
+        cancelled = False
+
+        def step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal cancelled
+            if on_step is not None and not on_step(len(batch)):
+                cancelled = True
+                pipeline._interrupt = True  # the documented way to stop a pipeline between steps
+            return callback_kwargs
+
+        if on_step is not None and not on_step(0):
+            raise Cancelled()
+        kwargs: dict[str, Any] = {
+            "prompt": [item.prompt for item in batch],
+            "negative_prompt": [item.negative_prompt for item in batch],
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            # CPU generators, one per image: the same seed gives the same noise on any device and in any batch.
+            "generator": [torch.Generator("cpu").manual_seed(item.seed) for item in batch],
+            "callback_on_step_end": step_end,
+        }
+        if request.loras:
+            kwargs["cross_attention_kwargs"] = {"scale": request.lora_scale}
+        if img2img:
+            kwargs.update(image=[item.init_image for item in batch], strength=request.strength)
+        else:
+            kwargs.update(width=batch[0].width, height=batch[0].height)
+        with torch.inference_mode():
+            images = pipe(**kwargs).images
+        if cancelled:
+            raise Cancelled()
+        return [
+            Output(image=image, recipe=self._recipe(resident, request, item, image), meta=item.meta)
+            for item, image in zip(batch, images, strict=True)
+        ]
+
+    def _recipe(
+        self, resident: ResidentModel, request: GenerationRequest, item: ImageTask, image: Any
+    ) -> dict[str, Any]:
+        return {
+            "prompt": item.prompt,
+            "negative_prompt": item.negative_prompt,
+            "model": resident.spec.name,
+            "model_source": resident.spec.source,
+            "model_revision": resident.revision,
+            "loras": [{"name": lora.name, "scale": lora.scale} for lora in request.loras],
+            "lora_scale": request.lora_scale,
+            "scheduler": request.scheduler,
+            "steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "strength": request.strength if item.init_image is not None else None,
+            "width": image.width,
+            "height": image.height,
+            "seed": item.seed,
+            "dtype": str(resident.dtype).removeprefix("torch."),
+            "device": self.device.type,
+            "versions": self.versions,
+        }
+
+
+_processor: DiffusersProcessor | None = None
+
+
+def get_processor(config: EngineConfig) -> DiffusersProcessor:
+    """The process's one processor. Created lazily, so importing this module touches no device."""
+    global _processor
+    if _processor is None or _processor.config != config:
+        _processor = DiffusersProcessor(config)
+    return _processor

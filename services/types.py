@@ -1,0 +1,94 @@
+"""Plain data passed between the task layer and a processor. No torch, no Django."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str  # a local directory, or a Hugging Face repo id
+    revision: str | None = None
+    family: str = "sd1"
+    dtype: str = "auto"
+    resolution: int = 512
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    name: str
+    source: str
+    weight_name: str
+    scale: float = 1.0
+
+
+@dataclass
+class ImageTask:
+    """One output image: its prompt and seed, and for image-to-image its source."""
+
+    prompt: str
+    seed: int
+    negative_prompt: str = ""
+    width: int = 512
+    height: int = 512
+    init_image: Image.Image | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # carried through to the output untouched
+
+
+@dataclass
+class GenerationRequest:
+    model: ModelSpec
+    items: list[ImageTask]
+    steps: int = 25
+    guidance_scale: float = 7.5
+    strength: float = 0.75  # image-to-image only
+    scheduler: str = "euler"
+    loras: tuple[LoraSpec, ...] = ()
+    lora_scale: float = 1.0
+    batch_size: int = 4
+
+
+@dataclass
+class Output:
+    image: Image.Image
+    recipe: dict[str, Any]  # everything needed to replay the image
+    meta: dict[str, Any]
+
+
+@dataclass
+class RunStats:
+    load_s: float = 0.0
+    inference_s: float = 0.0
+    images: int = 0
+
+
+class Cancelled(Exception):
+    """The caller asked the run to stop; no output of the interrupted batch is returned."""
+
+
+class OutOfMemory(Exception):
+    """The device ran out of memory even after freeing caches and retrying one image at a time."""
+
+
+class ModelUnavailable(Exception):
+    """The checkpoint or adapter weights cannot be had (no hub, missing directory, unsafe format)."""
+
+
+StepCallback = Callable[[int], bool]  # steps done since the last call -> keep going?
+BatchCallback = Callable[[list[Output]], None]
+
+
+class Processor(Protocol):
+    """What tasks call. Diffusers is the first backend; a remote one can stand in its place."""
+
+    def generate(
+        self, request: GenerationRequest, *, on_step: StepCallback | None = None, on_batch: BatchCallback | None = None
+    ) -> RunStats: ...
+
+    def preload(self, models: list[ModelSpec]) -> None: ...

@@ -1,0 +1,229 @@
+"""run_job: claim a job, run it through services/, record images, timings and the outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import OperationalError
+
+from dataset_domain.models import DatasetImage
+from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
+from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
+from tasks.specs import lora_specs, model_spec, processor
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="tasks.generation.run_job",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Soft limit: the job fails with a clear error and the worker lives on. Hard limit: the pool
+    # process is killed (a hung CUDA call); the reconciler then re-runs or fails the job.
+    soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
+    time_limit=settings.JOB_HARD_TIME_LIMIT_S,
+    # Only a database blip before the claim is retried; everything else is recorded on the job.
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def run_job(self: Any, job_id: str) -> str:
+    job = job_claim(job_id=job_id, worker=f"{self.request.hostname}:{os.getpid()}")
+    if job is None:
+        logger.info("job %s was not queued (a redelivery, or cancelled); nothing to do", job_id)
+        return "skipped"
+    return execute_job(job)
+
+
+def execute_job(job: GenerationJob) -> str:
+    from services.types import Cancelled, ModelUnavailable, OutOfMemory
+
+    recorder = ImageRecorder(job)
+    reporter = ProgressReporter(str(job.pk), job.progress_total)
+    load_s = inference_s = 0.0
+    try:
+        for request in build_requests(job):
+            stats = processor().generate(request, on_step=reporter.step, on_batch=recorder.save)
+            load_s += stats.load_s
+            inference_s += stats.inference_s
+    except Cancelled:
+        job_finish(
+            job_id=job.pk,
+            status=JobStatus.CANCELLED,
+            error="Cancelled while running.",
+            load_s=load_s,
+            inference_s=inference_s,
+            save_s=recorder.seconds,
+        )
+        return JobStatus.CANCELLED
+    except SoftTimeLimitExceeded:
+        error = f"Took longer than the {settings.JOB_SOFT_TIME_LIMIT_S} s limit."
+    except (ModelUnavailable, OutOfMemory, LookupError, ValueError) as failure:
+        error = str(failure)
+    except Exception as failure:  # recorded on the job; the worker lives on
+        logger.exception("job %s failed", job.pk)
+        error = f"{type(failure).__name__}: {failure}"
+    else:
+        GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total)
+        job_finish(
+            job_id=job.pk, status=JobStatus.SUCCEEDED, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
+        )
+        return JobStatus.SUCCEEDED
+    job_finish(
+        job_id=job.pk,
+        status=JobStatus.FAILED,
+        error=error,
+        load_s=load_s,
+        inference_s=inference_s,
+        save_s=recorder.seconds,
+    )
+    return JobStatus.FAILED
+
+
+def build_requests(job: GenerationJob) -> list:
+    """One services request per model: the job's parameters, its seeds, its source images."""
+    from PIL import Image
+
+    from services.images import prepare_source
+    from services.types import GenerationRequest, ImageTask
+
+    params = job.params
+    if job.kind == JobKind.RANDOM_DIFFUSION:
+        models = {model.name: model for model in DLModel.objects.filter(name__in={i["model"] for i in params["items"]})}
+        sources = DatasetImage.objects.in_bulk([item["source_image_id"] for item in params["items"]])
+        requests = []
+        for name in sorted({item["model"] for item in params["items"]}):
+            model = models.get(name)
+            if model is None:
+                raise LookupError(f"The model {name!r} is no longer registered.")
+            items = []
+            for item in (i for i in params["items"] if i["model"] == name):
+                source = sources.get(item["source_image_id"])
+                if source is None:
+                    raise LookupError(f"Source image {item['source_image_id']} was deleted from the dataset.")
+                with source.image.open("rb") as handle, Image.open(handle) as image:
+                    init = prepare_source(image, model.resolution)
+                items.append(
+                    ImageTask(
+                        prompt=item["prompt"],
+                        negative_prompt=params["negative_prompt"],
+                        seed=item["seed"],
+                        width=init.width,
+                        height=init.height,
+                        init_image=init,
+                        meta={"index": item["index"], "source_image_id": source.pk},
+                    )
+                )
+            requests.append(
+                GenerationRequest(
+                    model=model_spec(model),
+                    items=items,
+                    steps=params["steps"],
+                    guidance_scale=params["guidance_scale"],
+                    strength=params["strength"],
+                    scheduler=params["scheduler"] or model.default_scheduler,
+                    batch_size=params["batch_size"],
+                )
+            )
+        return requests
+
+    model = DLModel.objects.filter(name=params["model"]).first()
+    if model is None:
+        raise LookupError(f"The model {params['model']!r} is no longer registered.")
+    init = None
+    if job.init_image:
+        with job.init_image.open("rb") as handle, Image.open(handle) as image:
+            init = prepare_source(image, max(params["width"], params["height"]))
+    width, height = (init.width, init.height) if init else (params["width"], params["height"])
+    items = [
+        ImageTask(
+            prompt=params["prompt"],
+            negative_prompt=params["negative_prompt"],
+            seed=job.seed + index,
+            width=width,
+            height=height,
+            init_image=init,
+            meta={"index": index},
+        )
+        for index in range(params["num_images"])
+    ]
+    return [
+        GenerationRequest(
+            model=model_spec(model),
+            items=items,
+            steps=params["steps"],
+            guidance_scale=params["guidance_scale"],
+            strength=params["strength"] or 0.75,
+            scheduler=params["scheduler"],
+            loras=lora_specs(params["loras"]),
+            lora_scale=params["lora_scale"],
+            batch_size=params.get("batch_size") or settings.DIFFUSION_BATCH_SIZE,
+        )
+    ]
+
+
+class ImageRecorder:
+    """Saves each finished batch as PNG files with their recipe and one GeneratedImage row each."""
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.job = job
+        self.seconds = 0.0
+        self.models = {model.name: model for model in DLModel.objects.all()}
+
+    def save(self, outputs: list) -> None:
+        from services.pngmeta import png_bytes
+
+        started = time.perf_counter()
+        for output in outputs:
+            data = png_bytes(output.image, output.recipe)
+            recipe = output.recipe
+            image = GeneratedImage(
+                job=self.job,
+                index=output.meta["index"],
+                prompt=recipe["prompt"],
+                negative_prompt=recipe["negative_prompt"],
+                model=self.models.get(recipe["model"]),
+                model_name=recipe["model"],
+                loras=recipe["loras"],
+                lora_scale=recipe["lora_scale"],
+                source_image_id=output.meta.get("source_image_id"),
+                seed=recipe["seed"],
+                scheduler=recipe["scheduler"],
+                steps=recipe["steps"],
+                guidance_scale=recipe["guidance_scale"],
+                strength=recipe["strength"],
+                width=recipe["width"],
+                height=recipe["height"],
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+            image.file.save(f"{self.job.pk}-{output.meta['index']:04d}.png", ContentFile(data), save=False)
+            image.save()
+        self.seconds += time.perf_counter() - started
+
+
+@worker_process_init.connect
+def preload_models(**kwargs: Any) -> None:
+    """Load `preload` checkpoints in the pool process (never in the fork parent: CUDA does not survive fork).
+
+    Celery kills a pool process whose init outlasts worker_proc_alive_timeout, which the settings
+    raise from its 4 s default for this (celery#1715).
+    """
+    if not settings.DIFFUSION_PRELOAD:
+        return
+    specs = [model_spec(model) for model in DLModel.objects.filter(enabled=True, preload=True)]
+    if not specs:
+        return
+    try:
+        processor().preload(specs)
+    except Exception:  # a bad registry row must not stop the worker; the job that needs it fails clearly
+        logger.exception("preloading models failed")

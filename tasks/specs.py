@@ -1,0 +1,71 @@
+"""Registry rows -> services' plain specs. The one place that maps Django settings onto services/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+from image_model_domain.models import DLModel, LoraAdapter
+
+
+def resolve_source(source: str) -> str:
+    """A directory under MODEL_ROOT or an absolute directory is local; anything else is a hub repo id."""
+    candidate = Path(source)
+    if candidate.is_absolute():
+        return str(candidate)
+    local = settings.MODEL_ROOT / source
+    return str(local) if local.is_dir() else source
+
+
+def model_spec(model: DLModel):  # noqa: ANN201
+    from services.types import ModelSpec
+
+    return ModelSpec(
+        name=model.name,
+        source=resolve_source(model.source),
+        revision=model.revision or None,
+        family=model.family,
+        dtype=model.dtype,
+        resolution=model.resolution,
+    )
+
+
+def lora_specs(loras: list[dict]) -> tuple:  # noqa: ANN001
+    from services.types import LoraSpec
+
+    adapters = {
+        adapter.name: adapter for adapter in LoraAdapter.objects.filter(name__in=[item["name"] for item in loras])
+    }
+    specs = []
+    for item in loras:
+        adapter = adapters.get(item["name"])
+        if adapter is None:
+            raise LookupError(f"The LoRA {item['name']!r} is no longer registered.")
+        specs.append(
+            LoraSpec(
+                name=adapter.name,
+                source=resolve_source(adapter.source),
+                weight_name=adapter.weight_name,
+                scale=float(item["scale"]),
+            )
+        )
+    return tuple(specs)
+
+
+def engine_config():  # noqa: ANN201
+    from services.engine import EngineConfig
+
+    return EngineConfig(
+        device=settings.DIFFUSION_DEVICE,
+        dtype=settings.DIFFUSION_DTYPE,
+        max_models=settings.DIFFUSION_MAX_RESIDENT_MODELS,
+        memory_budget_bytes=settings.DIFFUSION_MEMORY_BUDGET_MB * 2**20,
+        max_loras_per_model=settings.DIFFUSION_MAX_LORAS_PER_MODEL,
+    )
+
+
+def processor():  # noqa: ANN201
+    from services.engine import get_processor
+
+    return get_processor(engine_config())

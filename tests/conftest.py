@@ -1,0 +1,143 @@
+"""Shared fixtures: development checkpoints, registry rows, and real Celery worker processes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def dev_checkpoint_files() -> None:
+    """The tiny development checkpoints and LoRAs on disk (built once; a no-op when present)."""
+    from image_model_domain.management.commands.build_dev_models import dev_models_build_files
+
+    dev_models_build_files("tiny")
+
+
+@pytest.fixture
+def dev_models(db: None, dev_checkpoint_files: None) -> None:
+    """Registry rows for the development checkpoints, as `make run` registers them."""
+    call_command("build_dev_models", verbosity=0, stdout=io.StringIO())
+
+
+@pytest.fixture
+def sample_dataset(db: None):  # noqa: ANN201
+    from dataset_domain.models import Dataset
+
+    call_command("loaddata", str(ROOT / "fixtures" / "datasets.json"), verbosity=0)
+    return Dataset.objects.get(name="sample")
+
+
+class WorkerProcess:
+    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool): what an OOM killer or a lost node does."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def worker_env() -> dict[str, str]:
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": url,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def start_worker(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:  # noqa: ANN001
+    """Start `celery worker` processes against the test database and Redis; all are stopped at the end."""
+    import redis
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    started: list[WorkerProcess] = []
+
+    def start(queues: list[str], *, timeout: float = 120) -> WorkerProcess:
+        log = tmp_path_factory.mktemp("worker") / "worker.log"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--queues",
+            ",".join(queues),
+            "--hostname",
+            f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ]
+        with log.open("w") as handle:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=worker_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        worker = WorkerProcess(process, log)
+        started.append(worker)
+        deadline = time.monotonic() + timeout
+        while " ready." not in worker.output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start:\n{worker.output()[-4000:]}")
+            time.sleep(0.2)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(start_worker) -> WorkerProcess:  # noqa: ANN001
+    """The suite's shared worker on the default and webhook queues."""
+    return start_worker([settings.DIFFUSION_DEFAULT_QUEUE, settings.WEBHOOK_QUEUE])
+
+
+def wait_for_job(job_id, statuses=("succeeded", "failed", "cancelled"), timeout: float = 180, worker=None):  # noqa: ANN001, ANN201
+    from image_model_domain.models import GenerationJob
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = GenerationJob.objects.get(pk=job_id)
+        if job.status in statuses:
+            return job
+        if time.monotonic() > deadline:
+            log = worker.output()[-4000:] if worker else ""
+            raise AssertionError(f"job {job_id} is {job.status} after {timeout}s, wanted {statuses}\n{log}")
+        time.sleep(0.05)
