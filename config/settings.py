@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -135,7 +136,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_THROTTLE_RATES": {"submissions": env_str("API_SUBMISSION_RATE", "60/minute")},
     "EXCEPTION_HANDLER": "image_model_domain.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -148,6 +148,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+API_SUBMISSION_RATE = env_str("API_SUBMISSION_RATE", "60/minute")
+if not re.fullmatch(r"\d+/(second|minute|hour|day)", API_SUBMISSION_RATE):
+    raise ImproperlyConfigured(f"API_SUBMISSION_RATE={API_SUBMISSION_RATE!r} must look like 60/minute.")
 API_MAX_QUEUED_JOBS_PER_USER = env_int("API_MAX_QUEUED_JOBS_PER_USER", 20, minimum=1)
 
 # Diffusion: what workers load and how.

@@ -141,3 +141,22 @@ def wait_for_job(job_id, statuses=("succeeded", "failed", "cancelled"), timeout:
             log = worker.output()[-4000:] if worker else ""
             raise AssertionError(f"job {job_id} is {job.status} after {timeout}s, wanted {statuses}\n{log}")
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Throttle counters and cached reads live in Redis; each test starts without them.
+
+    delete_pattern, not clear(): clear() would FLUSHDB and take the broker's queued messages with it.
+    """
+    from django.core.cache import cache
+
+    def clear() -> None:
+        if hasattr(cache, "delete_pattern"):
+            cache.delete_pattern("*")
+        else:
+            cache.clear()
+
+    clear()
+    yield
+    clear()

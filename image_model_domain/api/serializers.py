@@ -23,6 +23,11 @@ class LoraChoiceSerializer(serializers.Serializer):
 class JSONListField(serializers.ListField):
     """A list in JSON bodies; in multipart forms (with an init image) a JSON-encoded string."""
 
+    def get_value(self, dictionary: Any) -> Any:
+        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
+            return dictionary.get(self.field_name)  # a form field holds one JSON string
+        return super().get_value(dictionary)
+
     def to_internal_value(self, data: Any) -> list[Any]:
         if isinstance(data, str):
             try:

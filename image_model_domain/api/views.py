@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -68,7 +69,10 @@ def accepted(request: Request, job: GenerationJob) -> Response:
 
 
 class SubmissionThrottle(ScopedRateThrottle):
-    scope_attr = "throttle_scope"
+    """Per-user (per-IP when anonymous) limit on job submissions: API_SUBMISSION_RATE, e.g. 60/minute."""
+
+    def get_rate(self) -> str:
+        return settings.API_SUBMISSION_RATE
 
 
 class GenerationCreateView(APIView):
