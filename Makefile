@@ -12,7 +12,7 @@ $(VENV)/.installed: requirements.txt requirements-web.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch==2.13.0 resolves to the CPU wheel on this machine's disk (see the README).
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet $(if $(wildcard /opt/wheels),--find-links /opt/wheels) -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -108,6 +108,8 @@ class PipelineRegistry:
     def _load(self, spec: ModelSpec) -> ResidentModel:
         import diffusers
 
+        diffusers.utils.logging.disable_progress_bar()  # worker logs are for events, not bars
+
         if spec.family not in PIPELINE_CLASSES:
             raise ModelUnavailable(f"Model family {spec.family!r} is not supported.")
         pipeline_class = getattr(diffusers, PIPELINE_CLASSES[spec.family][0])
