@@ -7,6 +7,8 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+from kombu.common import Broadcast
 
 from config.env import env_bool, env_float, env_int, env_list, env_mapping, env_str, env_url
 
@@ -43,11 +45,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "dataset_domain",
     "image_model_domain",
+    "web",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -174,6 +178,7 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 RECONCILE_QUEUED_AFTER_S = env_int("RECONCILE_QUEUED_AFTER_S", 600, minimum=1)
 # A RUNNING job whose worker has not written a heartbeat for this long is taken as orphaned.
 RECONCILE_HEARTBEAT_TIMEOUT_S = env_int("RECONCILE_HEARTBEAT_TIMEOUT_S", 120, minimum=1)
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808, minimum=0, maximum=65535)  # 0: off
 RECONCILE_INTERVAL_S = env_int("RECONCILE_INTERVAL_S", 60, minimum=1)
 
 # Celery. Redis when configured; otherwise the filesystem transport under var/ so that the
@@ -205,6 +210,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = DIFFUSION_DEFAULT_QUEUE
+# Every worker gets its own copy of registry updates (a fanout exchange), see tasks/registry.py.
+REGISTRY_BROADCAST_QUEUE = env_str("REGISTRY_BROADCAST_QUEUE", "diffusion-registry")
+CELERY_TASK_QUEUES = (Queue(DIFFUSION_DEFAULT_QUEUE), Broadcast(REGISTRY_BROADCAST_QUEUE, routing_key="#"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 # Pipelines are loaded in the pool process, which Celery kills if its init outlasts this

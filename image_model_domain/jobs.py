@@ -70,6 +70,10 @@ def job_enqueue(*, job: GenerationJob) -> None:
                 GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
             raise BrokerUnavailable(f"The queue is unavailable: {error}") from error
         GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+        if job.attempts == 0:
+            from config.metrics import JOBS_CREATED
+
+            JOBS_CREATED.labels(job.kind).inc()
 
     transaction.on_commit(publish)
 

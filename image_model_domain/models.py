@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import logging
 import uuid
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 
 SAFETENSORS_ONLY = RegexValidator(r"\.safetensors\Z", "Only .safetensors weight files are accepted.")
 
@@ -15,6 +16,41 @@ class Family(models.TextChoices):
     SDXL = "sdxl", "Stable Diffusion XL"
 
 
+def registry_changed() -> None:
+    """Tell every worker, once committed, to load or drop what the registry now says (tasks/registry.py)."""
+
+    def send() -> None:
+        from kombu import Exchange
+
+        from config.celery_app import app
+
+        # Note: publish to the fanout exchange itself, declared as such; a queue name would make
+        # kombu's Redis transport deliver to one bound queue instead of every worker's.
+        fanout = Exchange(settings.REGISTRY_BROADCAST_QUEUE, type="fanout")
+        try:
+            app.send_task("tasks.registry.sync_registry", exchange=fanout, routing_key="sync", declare=[fanout])
+        except Exception as error:  # the row is saved; workers still sync at their next start
+            logging.getLogger(__name__).warning("could not broadcast a registry change: %s", error)
+
+    transaction.on_commit(send)
+
+
+class RegistryRow(models.Model):
+    """Saving or deleting a row (API, admin, shell) reaches running workers without a restart."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        super().save(*args, **kwargs)
+        registry_changed()
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        result = super().delete(*args, **kwargs)
+        registry_changed()
+        return result
+
+
 class NamedManager(models.Manager):
     """Rows are found by name in fixtures (natural keys), so loaddata never clashes on ids."""
 
@@ -22,7 +58,7 @@ class NamedManager(models.Manager):
         return self.get(name=name)
 
 
-class DLModel(models.Model):
+class DLModel(RegistryRow):
     """A diffusion checkpoint: a Hugging Face repo id, or a directory (absolute or under MODEL_ROOT)."""
 
     name = models.SlugField(max_length=100, unique=True)
@@ -56,7 +92,7 @@ class DLModel(models.Model):
         return (self.name,)
 
 
-class LoraAdapter(models.Model):
+class LoraAdapter(RegistryRow):
     """A registered LoRA. Requests name adapters from this registry, never paths or URLs."""
 
     name = models.SlugField(max_length=100, unique=True)

@@ -58,6 +58,10 @@ class LoraCache:
         if resident.loras:
             resident.text2img.disable_lora()
 
+    def drop(self, resident: ResidentModel, name: str) -> None:
+        """Forget an adapter (it was disabled or changed in the registry)."""
+        self._delete(resident, name)
+
     def _delete(self, resident: ResidentModel, name: str) -> None:
         resident.text2img.delete_adapters(name)
         resident.loras.pop(name, None)

@@ -1,5 +1,5 @@
 """Thin Celery tasks. They import torch and diffusers lazily, inside the worker process only."""
 
-from tasks import generation, reconcile, webhooks
+from tasks import generation, metrics, reconcile, registry, webhooks
 
-__all__ = ["generation", "reconcile", "webhooks"]
+__all__ = ["generation", "metrics", "reconcile", "registry", "webhooks"]

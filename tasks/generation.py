@@ -18,6 +18,7 @@ from django.db import OperationalError
 from dataset_domain.models import DatasetImage
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
+from tasks import metrics
 from tasks.specs import lora_specs, model_spec, processor
 
 logger = logging.getLogger(__name__)
@@ -46,48 +47,39 @@ def run_job(self: Any, job_id: str) -> str:
 
 
 def execute_job(job: GenerationJob) -> str:
+    status, inference_s = _execute(job)
+    metrics.record_job(status, job.queue_wait_s, inference_s)
+    metrics.record_engine(processor())
+    return status
+
+
+def _execute(job: GenerationJob) -> tuple[str, float]:
     from services.types import Cancelled, ModelUnavailable, OutOfMemory
 
     recorder = ImageRecorder(job)
     reporter = ProgressReporter(str(job.pk), job.progress_total)
     load_s = inference_s = 0.0
+    status, error = JobStatus.SUCCEEDED, ""
     try:
         for request in build_requests(job):
             stats = processor().generate(request, on_step=reporter.step, on_batch=recorder.save)
             load_s += stats.load_s
             inference_s += stats.inference_s
     except Cancelled:
-        job_finish(
-            job_id=job.pk,
-            status=JobStatus.CANCELLED,
-            error="Cancelled while running.",
-            load_s=load_s,
-            inference_s=inference_s,
-            save_s=recorder.seconds,
-        )
-        return JobStatus.CANCELLED
+        status, error = JobStatus.CANCELLED, "Cancelled while running."
     except SoftTimeLimitExceeded:
-        error = f"Took longer than the {settings.JOB_SOFT_TIME_LIMIT_S} s limit."
+        status, error = JobStatus.FAILED, f"Took longer than the {settings.JOB_SOFT_TIME_LIMIT_S} s limit."
     except (ModelUnavailable, OutOfMemory, LookupError, ValueError) as failure:
-        error = str(failure)
+        status, error = JobStatus.FAILED, str(failure)
     except Exception as failure:  # recorded on the job; the worker lives on
         logger.exception("job %s failed", job.pk)
-        error = f"{type(failure).__name__}: {failure}"
+        status, error = JobStatus.FAILED, f"{type(failure).__name__}: {failure}"
     else:
         GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total)
-        job_finish(
-            job_id=job.pk, status=JobStatus.SUCCEEDED, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
-        )
-        return JobStatus.SUCCEEDED
     job_finish(
-        job_id=job.pk,
-        status=JobStatus.FAILED,
-        error=error,
-        load_s=load_s,
-        inference_s=inference_s,
-        save_s=recorder.seconds,
+        job_id=job.pk, status=status, error=error, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
     )
-    return JobStatus.FAILED
+    return status, inference_s
 
 
 def build_requests(job: GenerationJob) -> list:
@@ -218,6 +210,7 @@ def preload_models(**kwargs: Any) -> None:
     Celery kills a pool process whose init outlasts worker_proc_alive_timeout, which the settings
     raise from its 4 s default for this (celery#1715).
     """
+    metrics.serve(settings.WORKER_METRICS_PORT)
     if not settings.DIFFUSION_PRELOAD:
         return
     specs = [model_spec(model) for model in DLModel.objects.filter(enabled=True, preload=True)]

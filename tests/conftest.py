@@ -78,9 +78,6 @@ def worker_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def start_worker(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:  # noqa: ANN001
     """Start `celery worker` processes against the test database and Redis; all are stopped at the end."""
-    import redis
-
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
     started: list[WorkerProcess] = []
 
     def start(queues: list[str], *, timeout: float = 120) -> WorkerProcess:

@@ -1,0 +1,1 @@
+"""Benchmarks of the generation path: `python -m bench.run` (what `make bench` runs)."""

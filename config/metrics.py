@@ -1,0 +1,50 @@
+"""Prometheus metrics for the web tier: /metrics.
+
+Counters live in this process; under gunicorn set PROMETHEUS_MULTIPROC_DIR so that every worker
+process writes to it and a scrape sums them (prometheus_client's multiprocess mode). Job counts by
+status are read from the database at scrape time, so they are right whichever process answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+HTTP_REQUESTS = Counter("diffusion_http_requests_total", "HTTP requests answered", ["method", "status"])
+JOBS_CREATED = Counter("diffusion_jobs_created_total", "Generation jobs accepted", ["kind"])
+
+
+class JobStatusCollector:
+    def collect(self):  # noqa: ANN201
+        from image_model_domain.models import GenerationJob
+
+        family = GaugeMetricFamily("diffusion_jobs", "Generation jobs by status", labels=["status"])
+        for row in GenerationJob.objects.values("status").annotate(count=Count("id")):
+            family.add_metric([row["status"]], row["count"])
+        yield family
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(HTTP_REQUESTS)
+        registry.register(JOBS_CREATED)
+    registry.register(JobStatusCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
+        return response
