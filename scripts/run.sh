@@ -20,6 +20,7 @@ trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM
 cat <<TXT
 
 Diffusion Server is starting on http://127.0.0.1:${PORT}/
+  Web page       http://127.0.0.1:${PORT}/        (generate, random diffusion, queue, library)
   API            http://127.0.0.1:${PORT}/api/v1/
   API docs       http://127.0.0.1:${PORT}/docs   (Redoc: /redoc, schema: /api/schema/)
   Admin          http://127.0.0.1:${PORT}/admin/ (create a user: $PY manage.py createsuperuser)
