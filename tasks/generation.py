@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import OperationalError
 
+from config.logs import current_job
 from dataset_domain.models import DatasetImage
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
@@ -39,11 +40,18 @@ logger = logging.getLogger(__name__)
     max_retries=3,
 )
 def run_job(self: Any, job_id: str) -> str:
-    job = job_claim(job_id=job_id, worker=f"{self.request.hostname}:{os.getpid()}")
-    if job is None:
-        logger.info("job %s was not queued (a redelivery, or cancelled); nothing to do", job_id)
-        return "skipped"
-    return execute_job(job)
+    token = current_job.set(str(job_id))
+    try:
+        job = job_claim(job_id=job_id, worker=f"{self.request.hostname}:{os.getpid()}")
+        if job is None:
+            logger.info("not queued (a redelivery, or cancelled): nothing to do")
+            return "skipped"
+        logger.info("started %s", job.kind)
+        status = execute_job(job)
+        logger.info("finished: %s", status)
+        return status
+    finally:
+        current_job.reset(token)
 
 
 def execute_job(job: GenerationJob) -> str:

@@ -78,3 +78,21 @@ def test_a_running_worker_picks_up_registry_changes(start_worker, dev_models, mo
     model.enabled = False
     model.save()
     wait_for_log("dropped ['tiny-sd-b']", mark)
+
+
+def test_worker_logs_are_json_lines_carrying_the_job_id(start_worker, dev_models, settings, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    worker = start_worker(["json-logs"])
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": "json-logs"}
+    job = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=2)
+    assert wait_for_job(job.pk, worker=worker).status == "succeeded"
+    deadline = time.monotonic() + 10
+    while "finished: succeeded" not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    entries = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    mine = [entry for entry in entries if entry.get("job_id") == str(job.pk)]
+    messages = [entry["message"] for entry in mine]
+    assert "started text_to_image" in messages and "finished: succeeded" in messages
+    assert all(entry["level"] and entry["logger"] and entry["time"] for entry in mine)
