@@ -181,6 +181,12 @@ RECONCILE_HEARTBEAT_TIMEOUT_S = env_int("RECONCILE_HEARTBEAT_TIMEOUT_S", 120, mi
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808, minimum=0, maximum=65535)  # 0: off
 RECONCILE_INTERVAL_S = env_int("RECONCILE_INTERVAL_S", 60, minimum=1)
 
+# Webhooks: signed with HMAC-SHA256 over the body (header X-Diffusion-Signature).
+WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", SECRET_KEY)
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_QUEUE = env_str("WEBHOOK_QUEUE", "webhooks")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+
 # Celery. Redis when configured; otherwise the filesystem transport under var/ so that the
 # service runs with nothing but Python.
 CELERY_BROKER_URL = env_url(
@@ -219,7 +225,12 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 # (4 s by default, celery#1715); preloading a checkpoint takes longer.
 CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_int("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 600, minimum=4)
 CELERY_BEAT_SCHEDULE = {
-    "reconcile-jobs": {"task": "tasks.reconcile.reconcile_jobs", "schedule": float(RECONCILE_INTERVAL_S)},
+    # On the light queue, so that it never waits behind a long generation.
+    "reconcile-jobs": {
+        "task": "tasks.reconcile.reconcile_jobs",
+        "schedule": float(RECONCILE_INTERVAL_S),
+        "options": {"queue": WEBHOOK_QUEUE},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -238,9 +249,3 @@ LOGGING = {
 }
 # Workers log through the same configuration (with the job id) instead of Celery's own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-
-# Webhooks: signed with HMAC-SHA256 over the body (header X-Diffusion-Signature).
-WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", SECRET_KEY)
-WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", default=False)
-WEBHOOK_QUEUE = env_str("WEBHOOK_QUEUE", "webhooks")
-WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)

@@ -5,6 +5,7 @@ Only a new image needs a rollout; registering, enabling, disabling or preloading
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 from celery import shared_task
@@ -45,6 +46,8 @@ def sync_registry() -> dict[str, list[str]]:
 
 @celeryd_after_setup.connect
 def consume_registry_broadcasts(sender: str, instance, **kwargs: object) -> None:  # noqa: ANN001
+    if importlib.util.find_spec("torch") is None:
+        return  # a light worker (webhooks, reconciler) on the web image holds no pipelines
     # Note: add the Broadcast queue object itself (a per-worker queue on a fanout exchange); its
     # name alone would make a plain queue that only one worker consumes.
     broadcast = next(queue for queue in settings.CELERY_TASK_QUEUES if queue.alias == settings.REGISTRY_BROADCAST_QUEUE)
