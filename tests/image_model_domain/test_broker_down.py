@@ -11,12 +11,19 @@ from image_model_domain.models import DLModel, GenerationJob
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def dead_broker(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")  # nothing listens on port 1
-    monkeypatch.setattr(app, "_pool", None)
-    yield
+def reset_broker_pools() -> None:
     app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def dead_broker():  # noqa: ANN201
+    real = app.conf.broker_url
+    app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    reset_broker_pools()
+    yield
+    app.conf.broker_url = real
+    reset_broker_pools()
 
 
 def test_a_create_answers_503_and_keeps_nothing(dead_broker: None) -> None:
