@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -10,7 +19,26 @@ from rest_framework.response import Response
 
 from dataset_domain.datasets import dataset_create, dataset_image_add
 from dataset_domain.models import Dataset, DatasetImage
+from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.permissions import IsStaffOrReadOnly
+
+DATASET_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "name": "sample",
+    "description": "Ten small drawings in several sizes and modes.",
+    "image_count": 10,
+    "created_at": "2026-11-22T00:00:00Z",
+}
+DATASET_IMAGE_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "dataset": 1,
+    "url": "https://diffusion.example.com/media/datasets/sample/sunset-hills.png",
+    "width": 192,
+    "height": 128,
+    "sha256": "22ac1f2c759d73d7dcfff2260a2e181386a464f7413d4a1eb7817c0aaab84222",
+    "created_at": "2026-11-22T00:00:00Z",
+}
 
 
 class DatasetOutput(serializers.ModelSerializer):
@@ -33,6 +61,7 @@ class DatasetImageOutput(serializers.ModelSerializer):
         model = DatasetImage
         fields = ["id", "dataset", "url", "width", "height", "sha256", "created_at"]
 
+    @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, image: DatasetImage) -> str:
         request = self.context.get("request")
         return request.build_absolute_uri(image.image.url) if request else image.image.url
@@ -42,7 +71,15 @@ class DatasetImageInput(serializers.Serializer):
     image = serializers.FileField()
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Datasets",
+        responses={200: DatasetOutput(many=True), **errors(401)},
+        examples=[OpenApiExample("A page of datasets", value=DATASET_EXAMPLE, response_only=True)],
+    )
+)
 class DatasetListView(generics.ListAPIView):
+    pagination_class = Pagination
     serializer_class = DatasetOutput
     permission_classes = [IsStaffOrReadOnly]
 
@@ -50,7 +87,20 @@ class DatasetListView(generics.ListAPIView):
         return Dataset.objects.annotate(image_count=Count("images"))
 
     @extend_schema(
-        request=DatasetInput, responses={201: DatasetOutput, 400: OpenApiResponse(description="Invalid input.")}
+        summary="Create a dataset (staff)",
+        request=DatasetInput,
+        responses={201: DatasetOutput, **errors(400, 401, 403)},
+        examples=[
+            OpenApiExample(
+                "A new dataset", value={"name": "sketches", "description": "Pencil sketches."}, request_only=True
+            ),
+            OpenApiExample(
+                "The new dataset",
+                value={**DATASET_EXAMPLE, "name": "sketches", "description": "Pencil sketches.", "image_count": 0},
+                response_only=True,
+                status_codes=[201],
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         data = DatasetInput(data=request.data)
@@ -60,6 +110,13 @@ class DatasetListView(generics.ListAPIView):
         return Response(DatasetOutput(dataset).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="A dataset",
+        responses={200: DatasetOutput, **errors(401, 404)},
+        examples=[OpenApiExample("A dataset", value=DATASET_EXAMPLE, response_only=True)],
+    )
+)
 class DatasetDetailView(generics.RetrieveAPIView):
     serializer_class = DatasetOutput
     permission_classes = [IsStaffOrReadOnly]
@@ -68,17 +125,37 @@ class DatasetDetailView(generics.RetrieveAPIView):
         return Dataset.objects.annotate(image_count=Count("images"))
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="A dataset's images",
+        description="An unknown dataset has no images: an empty page.",
+        responses={200: DatasetImageOutput(many=True), **errors(401)},
+        examples=[OpenApiExample("A page of images", value=DATASET_IMAGE_EXAMPLE, response_only=True)],
+    )
+)
 class DatasetImageListView(generics.ListAPIView):
+    pagination_class = Pagination
     serializer_class = DatasetImageOutput
     permission_classes = [IsStaffOrReadOnly]
     parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> QuerySet[DatasetImage]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no URL kwargs
+            return DatasetImage.objects.none()
         return DatasetImage.objects.filter(dataset_id=self.kwargs["pk"]).order_by("id")
 
     @extend_schema(
+        summary="Add an image to a dataset (staff)",
+        description="PNG, JPEG, WebP, GIF or BMP; an image already in the dataset is refused.",
         request={"multipart/form-data": DatasetImageInput},
-        responses={201: DatasetImageOutput, 400: OpenApiResponse(description="Not an acceptable image.")},
+        responses={
+            201: OpenApiResponse(
+                DatasetImageOutput,
+                description="Added.",
+                examples=[OpenApiExample("The added image", value=DATASET_IMAGE_EXAMPLE, status_codes=[201])],
+            ),
+            **errors(400, 401, 403, 404),
+        },
     )
     def post(self, request: Request, pk: int) -> Response:
         dataset = get_object_or_404(Dataset, pk=pk)

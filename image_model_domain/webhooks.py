@@ -23,11 +23,15 @@ def webhook_url_check(url: str, *, field: str = "webhook_url") -> None:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValidationError({field: "Use an http or https URL."})
+    try:
+        port = parsed.port
+    except ValueError:  # URLValidator lets any 1-5 digit port through, e.g. 99999
+        raise ValidationError({field: "The port must be between 0 and 65535."}) from None
     if settings.WEBHOOK_ALLOW_PRIVATE:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, parsed.port or 443)}
-    except socket.gaierror:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, port or 443)}
+    except (socket.gaierror, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a label over 63 bytes)
         raise ValidationError({field: f"The host {parsed.hostname!r} does not resolve."}) from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from image_model_domain.api.serializers import ErrorSerializer
 from image_model_domain.jobs import BrokerUnavailable, DuplicateRequest
 
 
@@ -33,6 +36,9 @@ def _as_drf(error: Exception) -> Exception:
                 }
             )
         return exceptions.ValidationError({"non_field_errors": error.messages})
+    if isinstance(error, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
+        # Raised while DRF parses the body; unhandled, Django answered with its HTML 400 page.
+        return exceptions.ParseError(str(error) or "The request body is too large.")
     if isinstance(error, BrokerUnavailable):
         return ServiceUnavailable(str(error))
     if isinstance(error, DuplicateRequest):
@@ -44,6 +50,22 @@ def _as_drf(error: Exception) -> Exception:
     return error
 
 
+def _messages(value: Any, path: str = "") -> list[str]:
+    """A field's errors as a flat list of strings; nested ones (list items, nested objects) name their place.
+
+    DRF reports a bad list item or nested field as {"0": {"name": ["..."]}}; the API says "0.name: ...".
+    """
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list | tuple) and any(isinstance(item, dict | list | tuple) for item in value):
+        items = list(enumerate(value))
+    elif isinstance(value, list | tuple):
+        return [f"{path}: {item}" if path else str(item) for item in value]
+    else:
+        return [f"{path}: {value}" if path else str(value)]
+    return [message for key, item in items for message in _messages(item, f"{path}.{key}" if path else str(key))]
+
+
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
     response = drf_exception_handler(_as_drf(error), context)
     if response is None:
@@ -52,8 +74,46 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
     if isinstance(data, dict) and "detail" in data and len(data) == 1:
         body = {"detail": str(data["detail"])}
     elif isinstance(data, dict):
-        body = {"detail": "Invalid input.", "errors": data}
+        body = {"detail": "Invalid input.", "errors": {str(field): _messages(value) for field, value in data.items()}}
     else:
-        body = {"detail": "Invalid input.", "errors": {"non_field_errors": data}}
+        body = {"detail": "Invalid input.", "errors": {"non_field_errors": _messages(data)}}
     response.data = body
     return response
+
+
+_ERROR_DOCS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "Invalid input: `errors` names each bad field.",
+        {"detail": "Invalid input.", "errors": {"steps": ["Ensure this value is less than or equal to 150."]}},
+    ),
+    401: (
+        "Not signed in, where the server wants it (or a registry write without a token).",
+        {"detail": "Authentication credentials were not provided."},
+    ),
+    403: ("Signed in but not allowed: registry writes are for staff.", {"detail": "You do not have permission."}),
+    404: ("No such object, or not one of yours.", {"detail": "No GenerationJob matches the given query."}),
+    409: (
+        "A conflict: an Idempotency-Key reused with another body, or a job that has finished.",
+        {"detail": "The Idempotency-Key 'k1' was used with a different request."},
+    ),
+    429: (
+        "Too many submissions (API_SUBMISSION_RATE); Retry-After says when to try again.",
+        {"detail": "Request was throttled. Expected available in 12 seconds."},
+    ),
+    503: (
+        "The queue (or the database) is unavailable; nothing was kept. Try again shortly.",
+        {"detail": "The queue is unavailable: Error 111 connecting to redis:6379. Connection refused."},
+    ),
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Documented error responses, all in the one error shape (ErrorSerializer)."""
+    return {
+        code: OpenApiResponse(
+            ErrorSerializer,
+            description=_ERROR_DOCS[code][0],
+            examples=[OpenApiExample(f"Error {code}", value=_ERROR_DOCS[code][1], status_codes=[code])],
+        )
+        for code in codes
+    }

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
@@ -13,6 +15,17 @@ from image_model_domain.seeds import MAX_SEED
 from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the API: a message, and for invalid input the messages of each bad field."""
+
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Invalid input only: each bad field (or non_field_errors) with its messages.",
+    )
 
 
 class LoraChoiceSerializer(serializers.Serializer):
@@ -67,7 +80,13 @@ class GenerationInput(serializers.Serializer):
         allow_null=True,
         help_text="Absent or 0: random. The seed used is in the job.",
     )
-    loras = JSONListField(child=LoraChoiceSerializer(), max_length=2, required=False, default=list)
+    loras = JSONListField(
+        child=LoraChoiceSerializer(),
+        max_length=2,
+        required=False,
+        default=list,
+        help_text="Registered LoRA adapters to apply. In a multipart form (with an init image), a JSON-encoded list.",
+    )
     lora_scale = serializers.FloatField(min_value=0.0, max_value=2.0, default=1.0)
     strength = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.75, help_text="Image-to-image only.")
     init_image = serializers.ImageField(required=False, help_text="Makes it an image-to-image job.")
@@ -141,10 +160,17 @@ class ImageOutput(serializers.ModelSerializer):
             "created_at",
         ]
 
+    @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, image: GeneratedImage) -> str:
         url = reverse("image-file", args=[image.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
+
+
+class ProgressOutput(serializers.Serializer):
+    step = serializers.IntegerField(help_text="Denoising steps done, over all images.")
+    total = serializers.IntegerField(help_text="Denoising steps in all.")
+    fraction = serializers.FloatField(help_text="step / total, from 0 to 1.")
 
 
 class JobOutput(serializers.ModelSerializer):
@@ -183,10 +209,12 @@ class JobOutput(serializers.ModelSerializer):
             "images",
         ]
 
+    @extend_schema_field(ProgressOutput)
     def get_progress(self, job: GenerationJob) -> dict[str, Any]:
         total = max(job.progress_total, 1)
         return {"step": job.progress_step, "total": job.progress_total, "fraction": round(job.progress_step / total, 4)}
 
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))
     def get_position(self, job: GenerationJob) -> int | None:
         """1 for the next job a worker takes; None once running or finished."""
         if job.status != JobStatus.QUEUED:
@@ -198,6 +226,16 @@ class QueueEntryOutput(serializers.Serializer):
     position = serializers.IntegerField(allow_null=True)
     estimated_start_s = serializers.FloatField(allow_null=True)
     job = JobOutput()
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class DLModelSerializer(serializers.ModelSerializer):
@@ -224,6 +262,14 @@ class DLModelSerializer(serializers.ModelSerializer):
     def validate_default_scheduler(self, value: str) -> str:
         if value not in SCHEDULERS:
             raise serializers.ValidationError(f"Unknown scheduler; use one of {', '.join(SCHEDULERS)}.")
+        return value
+
+    def validate_metadata(self, value: Any) -> Any:
+        # A form field holds a JSON string, so "null" gets past allow_null=False: the column is NOT NULL.
+        if value is None:
+            raise serializers.ValidationError("This field may not be null.")
+        if _has_nul(value):  # PostgreSQL's jsonb cannot store the NUL character
+            raise serializers.ValidationError("Null characters are not allowed.")
         return value
 
 

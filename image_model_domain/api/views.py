@@ -9,7 +9,8 @@ from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -18,6 +19,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from dataset_domain.models import Dataset
+from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.permissions import IsStaffOrReadOnly
 from image_model_domain.api.serializers import (
     DLModelSerializer,
@@ -39,10 +42,132 @@ from image_model_domain.jobs import (
 )
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 
-ERRORS = {
-    400: OpenApiResponse(description="Invalid input: `errors` names each bad field."),
-    401: OpenApiResponse(description="Not signed in."),
-    403: OpenApiResponse(description="Not allowed."),
+SUBMISSION_ERRORS = (400, 401, 409, 429, 503)
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Retrying with the same key and body returns the same job; another body answers 409.",
+)
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[202],
+    description="The job's URL, to poll.",
+)
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[429], description="Seconds to wait."
+)
+
+IMAGE_EXAMPLE: dict[str, Any] = {
+    "id": "6f1c3c52-1a8e-4b5f-9d7e-2f4c0f0a9b11",
+    "job": "0b7e2d8a-5c1f-4e36-8a57-0d7c9b3e6f21",
+    "index": 0,
+    "url": "https://diffusion.example.com/api/v1/images/6f1c3c52-1a8e-4b5f-9d7e-2f4c0f0a9b11/file/",
+    "prompt": "a red fox in the snow, watercolour",
+    "negative_prompt": "",
+    "model": "sd15",
+    "loras": [{"name": "ink", "scale": 0.5}],
+    "lora_scale": 1.0,
+    "seed": 1234,
+    "scheduler": "euler",
+    "steps": 25,
+    "guidance_scale": 7.5,
+    "strength": None,
+    "width": 512,
+    "height": 512,
+    "sha256": "22ac1f2c759d73d7dcfff2260a2e181386a464f7413d4a1eb7817c0aaab84222",
+    "source_image": None,
+    "created_at": "2026-11-22T10:00:09Z",
+}
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "0b7e2d8a-5c1f-4e36-8a57-0d7c9b3e6f21",
+    "kind": "text_to_image",
+    "status": "queued",
+    "owner": "alice",
+    "model": "sd15",
+    "dataset": None,
+    "params": {
+        "model": "sd15",
+        "prompt": "a red fox in the snow, watercolour",
+        "negative_prompt": "",
+        "num_images": 1,
+        "steps": 25,
+        "guidance_scale": 7.5,
+        "width": 512,
+        "height": 512,
+        "scheduler": "euler",
+        "loras": [{"name": "ink", "scale": 0.5}],
+        "lora_scale": 1.0,
+        "strength": None,
+    },
+    "seed": 1234,
+    "queue": "diffusion",
+    "images_expected": 1,
+    "progress": {"step": 0, "total": 25, "fraction": 0.0},
+    "position": 1,
+    "cancel_requested": False,
+    "attempts": 0,
+    "queued_at": "2026-11-22T10:00:00Z",
+    "started_at": None,
+    "finished_at": None,
+    "queue_wait_s": None,
+    "load_s": None,
+    "inference_s": None,
+    "save_s": None,
+    "error": "",
+    "webhook_url": "",
+    "images": [],
+}
+FINISHED_JOB_EXAMPLE: dict[str, Any] = {
+    **JOB_EXAMPLE,
+    "status": "succeeded",
+    "progress": {"step": 25, "total": 25, "fraction": 1.0},
+    "position": None,
+    "attempts": 1,
+    "started_at": "2026-11-22T10:00:01Z",
+    "finished_at": "2026-11-22T10:00:09Z",
+    "queue_wait_s": 1.02,
+    "load_s": 3.1,
+    "inference_s": 4.4,
+    "save_s": 0.05,
+    "images": [IMAGE_EXAMPLE],
+}
+JOB_ACCEPTED = OpenApiResponse(
+    JobOutput,
+    description="Queued. The Location header is the job's URL; poll it or GET /api/v1/queue/.",
+    examples=[OpenApiExample("Queued job", value=JOB_EXAMPLE, status_codes=[202])],
+)
+MODEL_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "name": "sd15",
+    "source": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "revision": "",
+    "family": "sd1",
+    "dtype": "auto",
+    "default_scheduler": "euler",
+    "resolution": 512,
+    "enabled": True,
+    "preload": True,
+    "description": "Stable Diffusion 1.5.",
+    "metadata": {},
+    "created_at": "2026-11-22T09:00:00Z",
+    "updated_at": "2026-11-22T09:00:00Z",
+}
+LORA_EXAMPLE: dict[str, Any] = {
+    "id": 1,
+    "name": "ink",
+    "source": "org/ink-lora",
+    "weight_name": "pytorch_lora_weights.safetensors",
+    "family": "sd1",
+    "default_scale": 0.8,
+    "enabled": True,
+    "trigger_words": "ink drawing",
+    "description": "Black ink line art.",
+    "created_at": "2026-11-22T09:00:00Z",
+    "updated_at": "2026-11-22T09:00:00Z",
 }
 
 
@@ -82,8 +207,24 @@ class GenerationCreateView(APIView):
 
     @extend_schema(
         request=GenerationInput,
-        responses={202: JobOutput, **ERRORS},
+        parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(*SUBMISSION_ERRORS)},
         summary="Text-to-image or image-to-image with LoRAs",
+        description="JSON for text-to-image; a multipart form with `init_image` for image-to-image.",
+        examples=[
+            OpenApiExample(
+                "Text to image",
+                value={
+                    "prompt": "a red fox in the snow, watercolour",
+                    "num_images": 1,
+                    "steps": 25,
+                    "seed": 1234,
+                    "loras": [{"name": "ink", "scale": 0.5}],
+                },
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = GenerationInput(data=request.data)
@@ -103,7 +244,19 @@ class RandomDiffusionCreateView(APIView):
     throttle_scope = "submissions"
 
     @extend_schema(
-        request=RandomDiffusionInput, responses={202: JobOutput, **ERRORS}, summary="Random diffusion over a dataset"
+        request=RandomDiffusionInput,
+        parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(*SUBMISSION_ERRORS)},
+        summary="Random diffusion over a dataset",
+        description="Image-to-image over a dataset's images, each with a prompt and a model drawn from the seed.",
+        examples=[
+            OpenApiExample(
+                "Two prompts over a dataset",
+                value={"dataset": 1, "prompt_list": ["a watercolour", "an ink drawing"], "strength": 0.6, "seed": 42},
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = RandomDiffusionInput(data=request.data)
@@ -130,8 +283,17 @@ class LegacyRandomDiffusionView(APIView):
 
     @extend_schema(
         request=LegacyRandomDiffusionInput,
-        responses={202: JobOutput, **ERRORS, 404: OpenApiResponse(description="No such dataset.")},
+        parameters=[LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(400, 401, 404, 429, 503)},
         summary="Random diffusion (the original server's route)",
+        examples=[
+            OpenApiExample(
+                "A prompt list",
+                value={"prompt_list": ["a watercolour", "an ink drawing"]},
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
     )
     def post(self, request: Request, dataset_id: int) -> Response:
         dataset = get_object_or_404(Dataset, pk=dataset_id)
@@ -151,7 +313,16 @@ class JobFilter(filters.FilterSet):
         fields = ["status", "kind", "model"]
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Jobs, newest first",
+        description="Your jobs (all jobs for staff; anonymous jobs for anonymous clients).",
+        responses={200: JobOutput(many=True), **errors(400, 401)},
+        examples=[OpenApiExample("A page of jobs", value=FINISHED_JOB_EXAMPLE, response_only=True)],
+    )
+)
 class JobListView(generics.ListAPIView):
+    pagination_class = Pagination
     serializer_class = JobOutput
     filterset_class = JobFilter
 
@@ -160,6 +331,17 @@ class JobListView(generics.ListAPIView):
         return visible_to(self.request, jobs).order_by("-queued_at")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="A job, with its progress and images",
+        responses={200: JobOutput, **errors(401, 404)},
+        examples=[OpenApiExample("A finished job", value=FINISHED_JOB_EXAMPLE, response_only=True)],
+    ),
+    delete=extend_schema(
+        summary="Delete a job with its images (a running job is cancelled first)",
+        responses={204: OpenApiResponse(description="Deleted."), **errors(401, 404)},
+    ),
+)
 class JobDetailView(generics.RetrieveDestroyAPIView):
     serializer_class = JobOutput
 
@@ -175,7 +357,27 @@ class JobDetailView(generics.RetrieveDestroyAPIView):
 class JobCancelView(APIView):
     @extend_schema(
         request=None,
-        responses={200: JobOutput, 404: OpenApiResponse(description="No such job.")},
+        responses={
+            200: OpenApiResponse(
+                JobOutput,
+                description="Cancelled (queued), or asked to stop at its next step (running).",
+                examples=[
+                    OpenApiExample(
+                        "Cancelled",
+                        value={
+                            **JOB_EXAMPLE,
+                            "status": "cancelled",
+                            "position": None,
+                            "cancel_requested": True,
+                            "finished_at": "2026-11-22T10:00:02Z",
+                            "error": "Cancelled before it started.",
+                        },
+                        status_codes=[200],
+                    )
+                ],
+            ),
+            **errors(401, 404, 409),
+        },
         summary="Cancel a job",
     )
     def post(self, request: Request, pk: str) -> Response:
@@ -187,7 +389,23 @@ class JobCancelView(APIView):
 
 
 class QueueView(APIView):
-    @extend_schema(responses={200: QueueEntryOutput(many=True)}, summary="Queued and running jobs in order")
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                QueueEntryOutput(many=True),
+                description="Running jobs first, then queued ones in the order workers take them.",
+                examples=[
+                    OpenApiExample(
+                        "One queued job",
+                        value=[{"position": 1, "estimated_start_s": 8.5, "job": JOB_EXAMPLE}],
+                        status_codes=[200],
+                    )
+                ],
+            ),
+            **errors(401),
+        },
+        summary="Queued and running jobs in order",
+    )
     def get(self, request: Request) -> Response:
         recent = GenerationJob.objects.filter(status=JobStatus.SUCCEEDED, images_expected__gt=0).order_by(
             "-finished_at"
@@ -227,7 +445,15 @@ class ImageFilter(filters.FilterSet):
         fields = ["job", "model", "prompt"]
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="Generated images, newest first",
+        responses={200: ImageOutput(many=True), **errors(400, 401)},
+        examples=[OpenApiExample("A page of images", value=IMAGE_EXAMPLE, response_only=True)],
+    )
+)
 class ImageListView(generics.ListAPIView):
+    pagination_class = Pagination
     serializer_class = ImageOutput
     filterset_class = ImageFilter
 
@@ -235,6 +461,17 @@ class ImageListView(generics.ListAPIView):
         return visible_to(self.request, GeneratedImage.objects.all()).order_by("-created_at", "index")
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="An image's recipe",
+        responses={200: ImageOutput, **errors(401, 404)},
+        examples=[OpenApiExample("An image", value=IMAGE_EXAMPLE, response_only=True)],
+    ),
+    delete=extend_schema(
+        summary="Delete an image and its file",
+        responses={204: OpenApiResponse(description="Deleted."), **errors(401, 404)},
+    ),
+)
 class ImageDetailView(generics.RetrieveDestroyAPIView):
     serializer_class = ImageOutput
 
@@ -247,7 +484,20 @@ class ImageDetailView(generics.RetrieveDestroyAPIView):
 
 class ImageFileView(APIView):
     @extend_schema(
-        responses={(200, "image/png"): OpenApiResponse(description="The PNG, with its recipe in text chunks.")},
+        parameters=[
+            OpenApiParameter(
+                "download",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                description="Present (any value): served as an attachment.",
+            )
+        ],
+        responses={
+            (200, "image/png"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The PNG, with its recipe in text chunks."
+            ),
+            **errors(401, 404),
+        },
         summary="Download the PNG",
     )
     def get(self, request: Request, pk: str) -> FileResponse:
@@ -260,13 +510,66 @@ class ImageFileView(APIView):
         )
 
 
+def registry_list_schema(serializer: type, noun: str, example: dict[str, Any], create: dict[str, Any]) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary=f"Registered {noun}s",
+            responses={200: serializer(many=True), **errors(400, 401)},
+            examples=[OpenApiExample(f"A page of {noun}s", value=example, response_only=True)],
+        ),
+        post=extend_schema(
+            summary=f"Register a {noun} (staff)",
+            responses={201: serializer, **errors(400, 401, 403)},
+            examples=[
+                OpenApiExample(f"A new {noun}", value=create, request_only=True),
+                OpenApiExample(f"The registered {noun}", value=example, response_only=True, status_codes=[201]),
+            ],
+        ),
+    )
+
+
+def registry_detail_schema(serializer: type, noun: str, example: dict[str, Any], change: dict[str, Any]) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary=f"A {noun}",
+            responses={200: serializer, **errors(401, 404)},
+            examples=[OpenApiExample(f"A {noun}", value=example, response_only=True)],
+        ),
+        put=extend_schema(
+            summary=f"Replace a {noun} (staff)",
+            responses={200: serializer, **errors(400, 401, 403, 404)},
+            examples=[OpenApiExample(f"The updated {noun}", value=example, response_only=True)],
+        ),
+        patch=extend_schema(
+            summary=f"Change some fields of a {noun} (staff)",
+            responses={200: serializer, **errors(400, 401, 403, 404)},
+            examples=[
+                OpenApiExample("A change", value=change, request_only=True),
+                OpenApiExample(f"The updated {noun}", value=example, response_only=True),
+            ],
+        ),
+        delete=extend_schema(
+            summary=f"Remove a {noun} (staff)",
+            responses={204: OpenApiResponse(description="Removed."), **errors(401, 403, 404)},
+        ),
+    )
+
+
+@registry_list_schema(
+    DLModelSerializer,
+    "model",
+    MODEL_EXAMPLE,
+    {"name": "sd15", "source": "stable-diffusion-v1-5/stable-diffusion-v1-5", "family": "sd1", "resolution": 512},
+)
 class DLModelListView(generics.ListCreateAPIView):
+    pagination_class = Pagination
     serializer_class = DLModelSerializer
     permission_classes = [IsStaffOrReadOnly]
     queryset = DLModel.objects.all()
     filterset_fields = ["family", "enabled", "preload"]
 
 
+@registry_detail_schema(DLModelSerializer, "model", MODEL_EXAMPLE, {"enabled": False})
 class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = DLModelSerializer
     permission_classes = [IsStaffOrReadOnly]
@@ -274,13 +577,21 @@ class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
     lookup_field = "name"
 
 
+@registry_list_schema(
+    LoraAdapterSerializer,
+    "LoRA adapter",
+    LORA_EXAMPLE,
+    {"name": "ink", "source": "org/ink-lora", "weight_name": "pytorch_lora_weights.safetensors", "family": "sd1"},
+)
 class LoraListView(generics.ListCreateAPIView):
+    pagination_class = Pagination
     serializer_class = LoraAdapterSerializer
     permission_classes = [IsStaffOrReadOnly]
     queryset = LoraAdapter.objects.all()
     filterset_fields = ["family", "enabled"]
 
 
+@registry_detail_schema(LoraAdapterSerializer, "LoRA adapter", LORA_EXAMPLE, {"default_scale": 0.6})
 class LoraDetailView(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = LoraAdapterSerializer
     permission_classes = [IsStaffOrReadOnly]
