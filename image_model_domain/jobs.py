@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset
+from image_model_domain.caching import job_forget
 from image_model_domain.models import ACTIVE_STATUSES, DLModel, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
 from image_model_domain.seeds import random_diffusion_plan, seed_resolve
@@ -287,6 +288,7 @@ def job_retry(*, job: GenerationJob) -> GenerationJob:
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise ValidationError({"status": f"Only failed or cancelled jobs can be retried; this one is {job.status}."})
     with transaction.atomic():
+        job_forget(job.pk)
         for image in job.images.all():
             image_delete(image=image)
         GenerationJob.objects.filter(pk=job.pk).update(
@@ -309,6 +311,7 @@ def job_retry(*, job: GenerationJob) -> GenerationJob:
 def image_delete(*, image: Any) -> None:
     """Remove an image row and, once committed, its file."""
     name, storage = image.file.name, image.file.storage
+    job_forget(image.job_id)
     image.delete()
     transaction.on_commit(lambda: storage.delete(name))
 
@@ -322,6 +325,7 @@ def job_delete(*, job: GenerationJob) -> None:
         if job.init_image:
             files.append((job.init_image.storage, job.init_image.name))
         job.delete()
+        job_forget(job.pk)
         transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
 
 

@@ -32,6 +32,9 @@ def registry_changed() -> None:
         except Exception as error:  # the row is saved; workers still sync at their next start
             logging.getLogger(__name__).warning("could not broadcast a registry change: %s", error)
 
+    from image_model_domain.caching import registry_bump
+
+    transaction.on_commit(registry_bump)
     transaction.on_commit(send)
 
 

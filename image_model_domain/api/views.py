@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -12,6 +13,7 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,6 +34,8 @@ from image_model_domain.api.serializers import (
     QueueEntryOutput,
     RandomDiffusionInput,
 )
+from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
+from image_model_domain.caching import job_key, registry_list_key
 from image_model_domain.jobs import (
     image_delete,
     job_cancel,
@@ -40,7 +44,7 @@ from image_model_domain.jobs import (
     job_delete,
     queue_jobs,
 )
-from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
+from image_model_domain.models import ACTIVE_STATUSES, DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 
 SUBMISSION_ERRORS = (400, 401, 409, 429, 503)
 
@@ -345,6 +349,21 @@ class JobListView(generics.ListAPIView):
 class JobDetailView(generics.RetrieveDestroyAPIView):
     serializer_class = JobOutput
 
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A finished job's JSON never changes until it is deleted or retried: serve it from the cache."""
+        status_now = self.get_queryset().filter(pk=kwargs["pk"]).values_list("status", flat=True).first()
+        if status_now is None:
+            raise NotFound()
+        final = status_now not in ACTIVE_STATUSES
+        base = request.build_absolute_uri("/")  # image URLs in the body are absolute
+        cached = cache.get(job_key(kwargs["pk"])) if final else None
+        if cached is not None and cached["base"] == base:
+            return Response(cached["data"])
+        data = self.get_serializer(self.get_object()).data
+        if final:
+            cache.set(job_key(kwargs["pk"]), {"base": base, "data": data}, CACHE_TIMEOUT_S)
+        return Response(data)
+
     def get_queryset(self) -> QuerySet[GenerationJob]:
         return visible_to(
             self.request, GenerationJob.objects.select_related("model", "owner").prefetch_related("images")
@@ -407,22 +426,22 @@ class QueueView(APIView):
         summary="Queued and running jobs in order",
     )
     def get(self, request: Request) -> Response:
-        recent = GenerationJob.objects.filter(status=JobStatus.SUCCEEDED, images_expected__gt=0).order_by(
+        # Seconds per denoising step of one image, from recent jobs: works for any steps and counts.
+        recent = GenerationJob.objects.filter(status=JobStatus.SUCCEEDED, progress_total__gt=0).order_by(
             "-finished_at"
         )[:20]
-        per_image = [
-            (job.finished_at - job.started_at).total_seconds() / job.images_expected
+        per_step = [
+            (job.finished_at - job.started_at).total_seconds() / job.progress_total
             for job in recent
             if job.started_at and job.finished_at
         ]
-        seconds_per_image = sum(per_image) / len(per_image) if per_image else None
+        seconds_per_step = sum(per_step) / len(per_step) if per_step else None
         entries, ahead_s, position = [], 0.0, 0
         visible = set(visible_to(request, GenerationJob.objects.all()).values_list("pk", flat=True))
         for job in queue_jobs().select_related("model", "owner").prefetch_related("images"):
-            remaining = job.images_expected * (1 - job.progress_step / max(job.progress_total, 1))
             if job.status == JobStatus.QUEUED:
                 position += 1
-            estimate = None if seconds_per_image is None else (0.0 if job.status == JobStatus.RUNNING else ahead_s)
+            estimate = None if seconds_per_step is None else (0.0 if job.status == JobStatus.RUNNING else ahead_s)
             if job.pk in visible:
                 entries.append(
                     {
@@ -431,7 +450,7 @@ class QueueView(APIView):
                         "job": JobOutput(job, context={"request": request}).data,
                     }
                 )
-            ahead_s += (seconds_per_image or 0.0) * remaining
+            ahead_s += (seconds_per_step or 0.0) * max(job.progress_total - job.progress_step, 0)
         return Response(entries)
 
 
@@ -561,7 +580,22 @@ def registry_detail_schema(serializer: type, noun: str, example: dict[str, Any],
     MODEL_EXAMPLE,
     {"name": "sd15", "source": "stable-diffusion-v1-5/stable-diffusion-v1-5", "family": "sd1", "resolution": 512},
 )
-class DLModelListView(generics.ListCreateAPIView):
+class CachedRegistryList(generics.ListCreateAPIView):
+    """Registry lists from the cache; any save or delete of a row bumps the key's version."""
+
+    cache_kind = ""
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = registry_list_key(self.cache_kind, request.build_absolute_uri())
+        data = cache.get(key)
+        if data is None:
+            data = super().list(request, *args, **kwargs).data
+            cache.set(key, data, CACHE_TIMEOUT_S)
+        return Response(data)
+
+
+class DLModelListView(CachedRegistryList):
+    cache_kind = "models"
     pagination_class = Pagination
     serializer_class = DLModelSerializer
     permission_classes = [IsStaffOrReadOnly]
@@ -583,7 +617,8 @@ class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
     LORA_EXAMPLE,
     {"name": "ink", "source": "org/ink-lora", "weight_name": "pytorch_lora_weights.safetensors", "family": "sd1"},
 )
-class LoraListView(generics.ListCreateAPIView):
+class LoraListView(CachedRegistryList):
+    cache_kind = "loras"
     pagination_class = Pagination
     serializer_class = LoraAdapterSerializer
     permission_classes = [IsStaffOrReadOnly]

@@ -45,8 +45,9 @@ def test_image_lists_show_thumbnails(admin_client: Client) -> None:
 
 def test_cancel_and_retry_actions(admin_client: Client) -> None:
     DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
-    job = GenerationJob.objects.create(kind="text_to_image", params={"model": "tiny-sd-a", "prompt": "a"}, seed=1,
-                                       queue="q", images_expected=1)
+    job = GenerationJob.objects.create(
+        kind="text_to_image", params={"model": "tiny-sd-a", "prompt": "a"}, seed=1, queue="q", images_expected=1
+    )
     url = "/admin/image_model_domain/generationjob/"
     admin_client.post(url, {"action": "cancel_jobs", "_selected_action": [str(job.pk)]})
     job.refresh_from_db()

@@ -252,3 +252,30 @@ def test_docs_are_served_without_a_cdn(api: APIClient) -> None:
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/v1/generations/" in schema["paths"]
     assert "/api/image_model_domain/v1/random_diffusion/{dataset_id}/initialize_diffusion/" in schema["paths"]
+
+
+def test_the_queue_estimates_start_from_recent_seconds_per_step(api: APIClient, models: None) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    GenerationJob.objects.create(
+        kind="text_to_image",
+        params={},
+        seed=1,
+        queue="q",
+        images_expected=1,
+        status="succeeded",
+        progress_total=100,
+        progress_step=100,
+        started_at=now - timedelta(seconds=10),
+        finished_at=now,
+    )  # 0.1 s a step
+    running = api.post("/api/v1/generations/", {"prompt": "a", "steps": 50, "num_images": 2}, format="json").json()
+    GenerationJob.objects.filter(pk=running["id"]).update(status="running", progress_step=40)
+    queued = api.post("/api/v1/generations/", {"prompt": "b", "steps": 10}, format="json").json()
+    entries = {entry["job"]["id"]: entry for entry in api.get("/api/v1/queue/").json()}
+    assert entries[running["id"]]["estimated_start_s"] == 0.0 and entries[running["id"]]["position"] is None
+    assert entries[queued["id"]]["position"] == 1
+    assert entries[queued["id"]]["estimated_start_s"] == pytest.approx((100 - 40) * 0.1)
