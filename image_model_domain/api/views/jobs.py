@@ -1,0 +1,170 @@
+"""Job views: list, detail (cached once final), cancel, and the queue in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import generics
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.pagination import Pagination
+from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
+from image_model_domain.api.views.common import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE, visible_to
+from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
+from image_model_domain.caching import job_key
+from image_model_domain.jobs import job_cancel, job_delete, queue_jobs
+from image_model_domain.models import ACTIVE_STATUSES, GenerationJob, JobStatus
+
+
+class JobFilter(filters.FilterSet):
+    model = filters.CharFilter(field_name="model__name")
+
+    class Meta:
+        model = GenerationJob
+        fields = ["status", "kind", "model"]
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Jobs, newest first",
+        description="Your jobs (all jobs for staff; anonymous jobs for anonymous clients).",
+        responses={200: JobOutput(many=True), **errors(400, 401)},
+        examples=[OpenApiExample("A page of jobs", value=FINISHED_JOB_EXAMPLE, response_only=True)],
+    )
+)
+class JobListView(generics.ListAPIView):
+    pagination_class = Pagination
+    serializer_class = JobOutput
+    filterset_class = JobFilter
+
+    def get_queryset(self) -> QuerySet[GenerationJob]:
+        jobs = GenerationJob.objects.select_related("model", "owner").prefetch_related("images")
+        return visible_to(self.request, jobs).order_by("-queued_at")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="A job, with its progress and images",
+        responses={200: JobOutput, **errors(401, 404)},
+        examples=[OpenApiExample("A finished job", value=FINISHED_JOB_EXAMPLE, response_only=True)],
+    ),
+    delete=extend_schema(
+        summary="Delete a job with its images (a running job is cancelled first)",
+        responses={204: OpenApiResponse(description="Deleted."), **errors(401, 404)},
+    ),
+)
+class JobDetailView(generics.RetrieveDestroyAPIView):
+    serializer_class = JobOutput
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A finished job's JSON never changes until it is deleted or retried: serve it from the cache."""
+        status_now = self.get_queryset().filter(pk=kwargs["pk"]).values_list("status", flat=True).first()
+        if status_now is None:
+            raise NotFound()
+        final = status_now not in ACTIVE_STATUSES
+        base = request.build_absolute_uri("/")  # image URLs in the body are absolute
+        cached = cache.get(job_key(kwargs["pk"])) if final else None
+        if cached is not None and cached["base"] == base:
+            return Response(cached["data"])
+        data = self.get_serializer(self.get_object()).data
+        if final:
+            cache.set(job_key(kwargs["pk"]), {"base": base, "data": data}, CACHE_TIMEOUT_S)
+        return Response(data)
+
+    def get_queryset(self) -> QuerySet[GenerationJob]:
+        return visible_to(
+            self.request, GenerationJob.objects.select_related("model", "owner").prefetch_related("images")
+        )
+
+    def perform_destroy(self, instance: GenerationJob) -> None:
+        job_delete(job=instance)
+
+
+class JobCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                JobOutput,
+                description="Cancelled (queued), or asked to stop at its next step (running).",
+                examples=[
+                    OpenApiExample(
+                        "Cancelled",
+                        value={
+                            **JOB_EXAMPLE,
+                            "status": "cancelled",
+                            "position": None,
+                            "cancel_requested": True,
+                            "finished_at": "2026-11-22T10:00:02Z",
+                            "error": "Cancelled before it started.",
+                        },
+                        status_codes=[200],
+                    )
+                ],
+            ),
+            **errors(401, 404, 409),
+        },
+        summary="Cancel a job",
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        job = get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk)
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            return Response({"detail": f"The job has finished ({job.status}); nothing to cancel."}, status=409)
+        job = job_cancel(job=job)
+        return Response(JobOutput(job, context={"request": request}).data)
+
+
+class QueueView(APIView):
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                QueueEntryOutput(many=True),
+                description="Running jobs first, then queued ones in the order workers take them.",
+                examples=[
+                    OpenApiExample(
+                        "One queued job",
+                        value=[{"position": 1, "estimated_start_s": 8.5, "job": JOB_EXAMPLE}],
+                        status_codes=[200],
+                    )
+                ],
+            ),
+            **errors(401),
+        },
+        summary="Queued and running jobs in order",
+    )
+    def get(self, request: Request) -> Response:
+        # Seconds per denoising step of one image, from recent jobs: works for any steps and counts.
+        recent = GenerationJob.objects.filter(status=JobStatus.SUCCEEDED, progress_total__gt=0).order_by(
+            "-finished_at"
+        )[:20]
+        per_step = [
+            (job.finished_at - job.started_at).total_seconds() / job.progress_total
+            for job in recent
+            if job.started_at and job.finished_at
+        ]
+        seconds_per_step = sum(per_step) / len(per_step) if per_step else None
+        entries, ahead_s, position = [], 0.0, 0
+        visible = set(visible_to(request, GenerationJob.objects.all()).values_list("pk", flat=True))
+        for job in queue_jobs().select_related("model", "owner").prefetch_related("images"):
+            if job.status == JobStatus.QUEUED:
+                position += 1
+            estimate = None if seconds_per_step is None else (0.0 if job.status == JobStatus.RUNNING else ahead_s)
+            if job.pk in visible:
+                entries.append(
+                    {
+                        "position": position if job.status == JobStatus.QUEUED else None,
+                        "estimated_start_s": estimate,
+                        "job": JobOutput(job, context={"request": request}).data,
+                    }
+                )
+            ahead_s += (seconds_per_step or 0.0) * max(job.progress_total - job.progress_step, 0)
+        return Response(entries)

@@ -1,0 +1,130 @@
+"""Views that start work: generations, random diffusions and the original server's route; each answers 202."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dataset_domain.models import Dataset
+from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.serializers import GenerationInput, LegacyRandomDiffusionInput, RandomDiffusionInput
+from image_model_domain.api.views.common import (
+    IDEMPOTENCY_KEY,
+    JOB_ACCEPTED,
+    LOCATION,
+    RETRY_AFTER,
+    SUBMISSION_ERRORS,
+    SubmissionThrottle,
+    accepted,
+    owner_of,
+)
+from image_model_domain.jobs import job_create_generation, job_create_random_diffusion
+
+
+class GenerationCreateView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    throttle_classes = [SubmissionThrottle]
+    throttle_scope = "submissions"
+
+    @extend_schema(
+        request=GenerationInput,
+        parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(*SUBMISSION_ERRORS)},
+        summary="Text-to-image or image-to-image with LoRAs",
+        description="JSON for text-to-image; a multipart form with `init_image` for image-to-image.",
+        examples=[
+            OpenApiExample(
+                "Text to image",
+                value={
+                    "prompt": "a red fox in the snow, watercolour",
+                    "num_images": 1,
+                    "steps": 25,
+                    "seed": 1234,
+                    "loras": [{"name": "ink", "scale": 0.5}],
+                },
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = GenerationInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        job = job_create_generation(
+            owner=owner_of(request),
+            model_name=values.pop("model", None),
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+            **values,
+        )
+        return accepted(request, job)
+
+
+class RandomDiffusionCreateView(APIView):
+    throttle_classes = [SubmissionThrottle]
+    throttle_scope = "submissions"
+
+    @extend_schema(
+        request=RandomDiffusionInput,
+        parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(*SUBMISSION_ERRORS)},
+        summary="Random diffusion over a dataset",
+        description="Image-to-image over a dataset's images, each with a prompt and a model drawn from the seed.",
+        examples=[
+            OpenApiExample(
+                "Two prompts over a dataset",
+                value={"dataset": 1, "prompt_list": ["a watercolour", "an ink drawing"], "strength": 0.6, "seed": 42},
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        data = RandomDiffusionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        dataset = Dataset.objects.filter(pk=values.pop("dataset")).first()
+        if dataset is None:
+            return Response({"detail": "Invalid input.", "errors": {"dataset": ["Unknown dataset."]}}, status=400)
+        job = job_create_random_diffusion(
+            owner=owner_of(request),
+            dataset=dataset,
+            model_names=values.pop("models", None),
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
+            **values,
+        )
+        return accepted(request, job)
+
+
+class LegacyRandomDiffusionView(APIView):
+    """The original server's route, unchanged: POST {"prompt_list": [...]} for a dataset."""
+
+    throttle_classes = [SubmissionThrottle]
+    throttle_scope = "submissions"
+
+    @extend_schema(
+        request=LegacyRandomDiffusionInput,
+        parameters=[LOCATION, RETRY_AFTER],
+        responses={202: JOB_ACCEPTED, **errors(400, 401, 404, 429, 503)},
+        summary="Random diffusion (the original server's route)",
+        examples=[
+            OpenApiExample(
+                "A prompt list",
+                value={"prompt_list": ["a watercolour", "an ink drawing"]},
+                request_only=True,
+                media_type="application/json",
+            )
+        ],
+    )
+    def post(self, request: Request, dataset_id: int) -> Response:
+        dataset = get_object_or_404(Dataset, pk=dataset_id)
+        data = LegacyRandomDiffusionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = job_create_random_diffusion(
+            owner=owner_of(request), dataset=dataset, prompt_list=data.validated_data["prompt_list"]
+        )
+        return accepted(request, job)
