@@ -63,7 +63,9 @@ class ProgressReporter:
         if now - self._last_write >= self.interval_s or self.done >= self.total:
             self._last_write = now
             GenerationJob.objects.filter(pk=self.job_id).update(progress_step=self.done, heartbeat_at=timezone.now())
-        return not GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        # None: the job was deleted while running, which stops it as a cancel would.
+        cancel = GenerationJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+        return cancel is False
 
 
 def job_finish(*, job_id: str, status: str, error: str = "", **timings: float | None) -> bool:

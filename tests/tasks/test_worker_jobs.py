@@ -205,3 +205,19 @@ def test_a_missing_checkpoint_fails_the_job_clearly(celery_worker, dev_models) -
     assert job.status == "failed"
     assert "gone" in job.error
     assert job.queue == settings.DIFFUSION_DEFAULT_QUEUE
+
+
+def test_deleting_a_running_job_stops_it(celery_worker, dev_models) -> None:
+    from image_model_domain.jobs import job_delete
+
+    job = generate(steps=150, num_images=8)
+    wait_for_job(job.pk, statuses=("running",), worker=celery_worker)
+    while GenerationJob.objects.get(pk=job.pk).progress_step == 0:
+        time.sleep(0.02)
+    job_id = job.pk
+    job_delete(job=job)
+    marker = wait_for_job(generate().pk, worker=celery_worker, timeout=60)  # runs once the deleted job stopped
+    assert marker.status == "succeeded"
+    assert f"[job={job_id}] finished: cancelled" in celery_worker.output()  # stopped, not run to the end
+    assert not GeneratedImage.objects.filter(job_id=job_id).exists()
+    assert not list((settings.MEDIA_ROOT / "generated").rglob(f"{job_id}-*.png"))
