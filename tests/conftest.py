@@ -157,3 +157,16 @@ def _fresh_cache() -> Iterator[None]:
     clear()
     yield
     clear()
+
+
+def session_queue(name: str) -> str:
+    """A queue of this test session alone: two sessions on one Redis never take each other's messages."""
+    return f"{name}-{os.environ['TEST_SESSION']}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -12,14 +12,14 @@ from rest_framework.test import APIClient
 
 from image_model_domain.jobs import job_create_generation
 from image_model_domain.models import GenerationJob
-from tests.conftest import wait_for_job
+from tests.conftest import free_port, session_queue, wait_for_job
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 
 def test_sigterm_during_a_job_lets_it_finish(start_worker, dev_models, settings) -> None:  # noqa: ANN001
-    worker = start_worker(["sigterm"])
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-b": "sigterm"}
+    worker = start_worker([session_queue("sigterm")])
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-b": session_queue("sigterm")}
     job = job_create_generation(owner=None, model_name="tiny-sd-b", prompt="a fox", steps=60, num_images=2, seed=3)
     wait_for_job(job.pk, statuses=("running",), worker=worker)
     while GenerationJob.objects.get(pk=job.pk).progress_step == 0:
@@ -34,9 +34,10 @@ def test_sigterm_during_a_job_lets_it_finish(start_worker, dev_models, settings)
 
 
 def test_metrics_after_a_job(start_worker, dev_models, settings, monkeypatch) -> None:  # noqa: ANN001
-    monkeypatch.setenv("WORKER_METRICS_PORT", "19808")
-    worker = start_worker(["metrics"])
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": "metrics"}
+    port = free_port()
+    monkeypatch.setenv("WORKER_METRICS_PORT", str(port))
+    worker = start_worker([session_queue("metrics")])
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("metrics")}
     response = APIClient().post(
         "/api/v1/generations/", {"prompt": "a fox", "model": "tiny-sd-a", "steps": 2}, format="json"
     )
@@ -47,7 +48,7 @@ def test_metrics_after_a_job(start_worker, dev_models, settings, monkeypatch) ->
     assert 'diffusion_jobs_created_total{kind="text_to_image"}' in web
     assert 'diffusion_jobs{status="succeeded"} 1.0' in web
     assert 'diffusion_http_requests_total{method="POST",status="202"}' in web
-    scraped = urllib.request.urlopen("http://127.0.0.1:19808/metrics", timeout=10).read().decode()
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert 'diffusion_worker_jobs_total{status="succeeded"} 1.0' in scraped
     assert "diffusion_worker_inference_seconds_count 1.0" in scraped
     assert "diffusion_worker_queue_wait_seconds_count 1.0" in scraped
@@ -59,7 +60,7 @@ def test_a_running_worker_picks_up_registry_changes(start_worker, dev_models, mo
     from image_model_domain.models import DLModel
 
     monkeypatch.setenv("DIFFUSION_PRELOAD", "true")
-    worker = start_worker(["registry-changes"])
+    worker = start_worker([session_queue("registry-changes")])
 
     def wait_for_log(text: str, after: int) -> int:
         deadline = time.monotonic() + 60
@@ -84,8 +85,8 @@ def test_worker_logs_are_json_lines_carrying_the_job_id(start_worker, dev_models
     import json
 
     monkeypatch.setenv("LOG_FORMAT", "json")
-    worker = start_worker(["json-logs"])
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": "json-logs"}
+    worker = start_worker([session_queue("json-logs")])
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("json-logs")}
     job = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=2)
     assert wait_for_job(job.pk, worker=worker).status == "succeeded"
     deadline = time.monotonic() + 10

@@ -15,7 +15,7 @@ from image_model_domain.jobs import job_cancel, job_create_generation, job_creat
 from image_model_domain.lifecycle import jobs_reconcile
 from image_model_domain.models import GeneratedImage, GenerationJob, LoraAdapter
 from services.pngmeta import read_recipe
-from tests.conftest import wait_for_job
+from tests.conftest import session_queue, wait_for_job
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -136,7 +136,7 @@ def test_cancel_stops_a_running_job_without_partial_images(celery_worker, dev_mo
 
 
 def test_cancel_of_a_queued_job_is_immediate(celery_worker, dev_models, settings) -> None:
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": "nobody-listens"}
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}
     job = job_cancel(job=generate())
     assert job.status == "cancelled" and job.finished_at is not None
 
@@ -158,10 +158,10 @@ def test_a_redelivered_message_makes_no_second_set_of_images(celery_worker, dev_
 def test_job_whose_worker_is_killed_mid_run_is_rerun_by_the_reconciler(
     celery_worker, start_worker, dev_models, settings
 ) -> None:
-    doomed = start_worker(["doomed"])
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-b": "doomed"}
+    doomed = start_worker([session_queue("doomed")])
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-b": session_queue("doomed")}
     job = generate(model_name="tiny-sd-b", steps=150, num_images=4)
-    assert job.queue == "doomed"
+    assert job.queue == session_queue("doomed")
     wait_for_job(job.pk, statuses=("running",), worker=doomed)
     while GenerationJob.objects.get(pk=job.pk).progress_step == 0:
         time.sleep(0.02)
@@ -178,7 +178,7 @@ def test_job_whose_worker_is_killed_mid_run_is_rerun_by_the_reconciler(
 
 
 def test_a_job_the_broker_lost_is_enqueued_again(celery_worker, dev_models, settings) -> None:
-    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": "nobody-listens"}  # the message goes nowhere
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # the message goes nowhere
     job = generate()
     time.sleep(0.5)
     assert GenerationJob.objects.get(pk=job.pk).status == "queued"
