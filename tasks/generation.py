@@ -19,6 +19,7 @@ from config.logs import current_job
 from dataset_domain.models import DatasetImage
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
+from image_model_domain.seeds import image_seed
 from tasks import metrics
 from tasks.specs import lora_specs, model_spec, processor
 
@@ -149,7 +150,7 @@ def build_requests(job: GenerationJob) -> list:
         ImageTask(
             prompt=params["prompt"],
             negative_prompt=params["negative_prompt"],
-            seed=job.seed + index,
+            seed=image_seed(job.seed, index),
             width=width,
             height=height,
             init_image=init,

@@ -75,6 +75,15 @@ def worker_env() -> dict[str, str]:
     }
 
 
+def worker_command(queues: list[str]) -> list[str]:
+    """`celery worker` as the README runs it (one prefork process), under a hostname of its own."""
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "1",
+        "--queues", ",".join(queues), "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+        "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def start_worker(django_db_setup: None, django_db_blocker, tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:  # noqa: ANN001
     """Start `celery worker` processes against the test database and Redis; all are stopped at the end."""
@@ -82,26 +91,7 @@ def start_worker(django_db_setup: None, django_db_blocker, tmp_path_factory) -> 
 
     def start(queues: list[str], *, timeout: float = 120) -> WorkerProcess:
         log = tmp_path_factory.mktemp("worker") / "worker.log"
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "--queues",
-            ",".join(queues),
-            "--hostname",
-            f"test-{uuid.uuid4().hex[:8]}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-        ]
+        command = worker_command(queues)
         with log.open("w") as handle:
             process = subprocess.Popen(
                 command, cwd=ROOT, env=worker_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import worker_command
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.worker
@@ -52,22 +54,7 @@ def test_a_job_runs_on_sqlite_and_the_filesystem_broker(tmp_path: Path, dev_chec
     manage("build_dev_models")
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            "1",
-            "--queues",
-            "diffusion,webhooks",
-            "--loglevel",
-            "INFO",
-        ],
+        worker_command(["diffusion", "webhooks"]),
         cwd=ROOT,
         env=env,
         stdout=log,

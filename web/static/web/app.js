@@ -192,6 +192,38 @@ window.DS = (() => {
     }
   }
 
+  // Sends a job (send() resolves to it), shows it and keeps showing it until it finishes.
+  // Returns the stop function of the polling, or null when the API refused the job.
+  async function sendAndWatch(send, { show, status, submit, errorBox, form }) {
+    submit.disabled = true;
+    status.textContent = "Sending…";
+    try {
+      const job = await send();
+      show(job);
+      return pollJob(job.id, show, (error) => {
+        status.textContent = `Lost touch with the job: ${error.message} Retrying…`;
+      });
+    } catch (error) {
+      submit.disabled = false;
+      status.textContent = "Not sent: see the message above the form.";
+      showError(errorBox, error, form);
+      return null;
+    }
+  }
+
+  // A cancel button for whichever job currentJob() returns; the answer is shown like any update.
+  function wireCancel(button, currentJob, show, errorBox) {
+    button.addEventListener("click", async () => {
+      const job = currentJob();
+      if (!job) return;
+      try {
+        show(await api(`jobs/${job.id}/cancel/`, { method: "POST" }));
+      } catch (error) {
+        showError(errorBox, error);
+      }
+    });
+  }
+
   // Calls onUpdate(job) about every second until the job has finished; returns a stop function.
   function pollJob(id, onUpdate, onError) {
     let stopped = false;
@@ -258,10 +290,12 @@ window.DS = (() => {
     option,
     pollJob,
     seconds,
+    sendAndWatch,
     shortId,
     showError,
     statusText,
     timeTaken,
+    wireCancel,
     wireSeed,
   };
 })();

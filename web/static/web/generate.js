@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, h, option, showError, clearErrors, statusText, pollJob, numberOrNull } = DS;
+  const { api, h, option, showError, clearErrors, statusText, numberOrNull } = DS;
   const form = document.getElementById("generate-form");
   const errorBox = document.getElementById("form-error");
   const submit = document.getElementById("generate-submit");
@@ -141,30 +141,12 @@
       return;
     }
     if (stopPolling) stopPolling();
-    submit.disabled = true;
     gallery.replaceChildren();
-    status.textContent = "Sending…";
-    try {
-      const job = await api("generations/", { method: "POST", ...payload() });
-      show(job);
-      stopPolling = pollJob(job.id, show, (error) => {
-        status.textContent = `Lost touch with the job: ${error.message} Retrying…`;
-      });
-    } catch (error) {
-      submit.disabled = false;
-      status.textContent = "Not sent: see the message above the form.";
-      showError(errorBox, error, form);
-    }
+    const send = () => api("generations/", { method: "POST", ...payload() });
+    stopPolling = await DS.sendAndWatch(send, { show, status, submit, errorBox, form });
   });
 
-  cancelButton.addEventListener("click", async () => {
-    if (!currentJob) return;
-    try {
-      show(await api(`jobs/${currentJob.id}/cancel/`, { method: "POST" }));
-    } catch (error) {
-      showError(errorBox, error);
-    }
-  });
+  DS.wireCancel(cancelButton, () => currentJob, show, errorBox);
 
   // "Use these settings again" from the library: /?image=<id>.
   async function prefill() {

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { api, h, option, showError, clearErrors, statusText, pollJob, numberOrNull } = DS;
+  const { api, h, option, showError, clearErrors, statusText, numberOrNull } = DS;
   const form = document.getElementById("random-form");
   const errorBox = document.getElementById("form-error");
   const submit = document.getElementById("random-submit");
@@ -137,30 +137,15 @@
       return;
     }
     if (stopPolling) stopPolling();
-    submit.disabled = true;
     plan.replaceChildren();
-    status.textContent = "Sending…";
-    try {
+    const send = async () => {
       const [job] = await Promise.all([api("random-diffusions/", { method: "POST", json: values }), loadSources(values.dataset)]);
-      show(job);
-      stopPolling = pollJob(job.id, show, (error) => {
-        status.textContent = `Lost touch with the job: ${error.message} Retrying…`;
-      });
-    } catch (error) {
-      submit.disabled = false;
-      status.textContent = "Not sent: see the message above the form.";
-      showError(errorBox, error, form);
-    }
+      return job;
+    };
+    stopPolling = await DS.sendAndWatch(send, { show, status, submit, errorBox, form });
   });
 
-  cancelButton.addEventListener("click", async () => {
-    if (!currentJob) return;
-    try {
-      show(await api(`jobs/${currentJob.id}/cancel/`, { method: "POST" }));
-    } catch (error) {
-      showError(errorBox, error);
-    }
-  });
+  DS.wireCancel(cancelButton, () => currentJob, show, errorBox);
 
   load();
 })();
