@@ -136,6 +136,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["image_model_domain.api.permissions.IsUserOrAllowedAnonymous"],
+    # JSON with a nesting limit (a body nested 100000 deep is a 400, not a RecursionError).
+    "DEFAULT_PARSER_CLASSES": [
+        "image_model_domain.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,

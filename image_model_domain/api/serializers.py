@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -9,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from image_model_domain.api.parsers import json_depth_check, json_loads_bounded
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
@@ -44,8 +44,8 @@ class JSONListField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[Any]:
         if isinstance(data, str):
             try:
-                data = json.loads(data)
-            except ValueError:
+                data = json_loads_bounded(data)
+            except ValueError:  # malformed, or nested too deep
                 self.fail("not_a_list", input_type="invalid JSON")
         return super().to_internal_value(data)
 
@@ -238,7 +238,25 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+class BoundedJSONField(serializers.JSONField):
+    """A JSON value; a JSON string in a form is parsed with the nesting limit of request bodies."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if getattr(data, "is_json_string", False):
+            try:
+                return json_loads_bounded(data)
+            except ValueError:
+                self.fail("invalid")
+        try:
+            json_depth_check(data)
+        except ValueError:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class DLModelSerializer(serializers.ModelSerializer):
+    metadata = BoundedJSONField(required=False)
+
     class Meta:
         model = DLModel
         fields = [

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataset_domain.models import Dataset
 from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.parsers import BoundedJSONParser
 from image_model_domain.api.serializers import GenerationInput, LegacyRandomDiffusionInput, RandomDiffusionInput
 from image_model_domain.api.views.common import (
     IDEMPOTENCY_KEY,
@@ -26,7 +27,7 @@ from image_model_domain.jobs import job_create_generation, job_create_random_dif
 
 
 class GenerationCreateView(APIView):
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
     throttle_classes = [SubmissionThrottle]
     throttle_scope = "submissions"
 
