@@ -6,6 +6,7 @@ variable, so a typo in a deployment is found at boot, not at the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlparse
 
@@ -95,3 +96,14 @@ def env_mapping(name: str) -> dict[str, str]:
             raise ImproperlyConfigured(f"{name} must be comma-separated key=value pairs, got {pair!r}.")
         mapping[key.strip()] = item.strip()
     return mapping
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR ranges, e.g. API_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1."""
+    networks = []
+    for item in env_list(name, []):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or CIDR range.") from None
+    return networks

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 from kombu.common import Broadcast
 
-from config.env import env_bool, env_float, env_int, env_list, env_mapping, env_str, env_url
+from config.env import env_bool, env_float, env_int, env_list, env_mapping, env_networks, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -162,6 +162,10 @@ API_SUBMISSION_RATE = env_str("API_SUBMISSION_RATE", "60/minute")
 if not re.fullmatch(r"\d+/(second|minute|hour|day)", API_SUBMISSION_RATE):
     raise ImproperlyConfigured(f"API_SUBMISSION_RATE={API_SUBMISSION_RATE!r} must look like 60/minute.")
 API_MAX_QUEUED_JOBS_PER_USER = env_int("API_MAX_QUEUED_JOBS_PER_USER", 20, minimum=1)
+API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP = env_int("API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP", 10, minimum=1)
+# Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from anyone
+# else the header is ignored, so a client cannot pick the address its cap is counted against.
+API_TRUSTED_PROXIES = env_networks("API_TRUSTED_PROXIES")
 
 # Diffusion: what workers load and how.
 DIFFUSION_DEVICE = env_str("DIFFUSION_DEVICE", "auto", choices=("auto", "cuda", "cpu", "mps"))

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -79,17 +79,47 @@ def job_enqueue(*, job: GenerationJob) -> None:
     transaction.on_commit(publish)
 
 
-def _check_queue_cap(owner: AbstractBaseUser | None) -> None:
-    if owner is None or owner.is_staff:
+class QueueCapReached(Exception):
+    """The submitter already has as many jobs queued or running as its cap allows."""
+
+    def __init__(self, *, cap: str, limit: int, active: int) -> None:
+        self.cap, self.limit, self.active = cap, limit, active
+        super().__init__(f"You have {active} jobs queued or running; the limit is {limit} ({cap}).")
+
+
+def _advisory_lock(key: str) -> None:
+    """Serialise cap checks of one submitter until the transaction ends (PostgreSQL).
+
+    Note: SQLite, the embedded default, begins every transaction IMMEDIATE (see settings), which
+    already serialises all writers; it has no advisory locks and needs none.
+    """
+    if connection.vendor != "postgresql":
         return
-    active = GenerationJob.objects.filter(owner=owner, status__in=ACTIVE_STATUSES).count()
-    if active >= settings.API_MAX_QUEUED_JOBS_PER_USER:
-        raise ValidationError(
-            {
-                "non_field_errors": f"You have {active} jobs queued or running; the limit is "
-                f"{settings.API_MAX_QUEUED_JOBS_PER_USER}."
-            }
-        )
+    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number])
+
+
+def _check_queue_cap(owner: AbstractBaseUser | None, client_ip: str | None) -> None:
+    """Count the submitter's active jobs under a lock held until the caller's transaction commits.
+
+    Call inside the transaction that inserts the job: the count and the insert are then one step
+    for that submitter, so concurrent submits cannot all see room for one more.
+    """
+    if owner is not None:
+        if owner.is_staff:
+            return
+        cap, limit, key = "API_MAX_QUEUED_JOBS_PER_USER", settings.API_MAX_QUEUED_JOBS_PER_USER, f"user:{owner.pk}"
+        jobs = GenerationJob.objects.filter(owner=owner)
+    elif client_ip:
+        cap, limit = "API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP", settings.API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP
+        key, jobs = f"ip:{client_ip}", GenerationJob.objects.filter(owner__isnull=True, client_ip=client_ip)
+    else:
+        return  # in-process callers (commands, benchmarks) with no client
+    _advisory_lock(f"job-cap:{key}")
+    active = jobs.filter(status__in=ACTIVE_STATUSES).count()
+    if active >= limit:
+        raise QueueCapReached(cap=cap, limit=limit, active=active)
 
 
 def _request_hash(params: dict[str, Any], extra: bytes = b"") -> str:
@@ -138,6 +168,7 @@ def job_create_generation(
     init_image: UploadedFile | None = None,
     idempotency_key: str = "",
     webhook_url: str = "",
+    client_ip: str | None = None,
 ) -> GenerationJob:
     """Text-to-image, or image-to-image when an init image is given."""
     model = dlmodel_get_enabled(name=model_name) if model_name else dlmodel_default()
@@ -171,8 +202,8 @@ def job_create_generation(
     existing = _existing_for_key(owner, idempotency_key, request_hash)
     if existing is not None:
         return existing
-    _check_queue_cap(owner)
     with transaction.atomic():
+        _check_queue_cap(owner, client_ip)
         job = GenerationJob(
             kind=kind,
             owner=owner,
@@ -185,6 +216,7 @@ def job_create_generation(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             webhook_url=webhook_url,
+            client_ip=client_ip,
         )
         if init_image is not None:
             job.init_image.save(f"{job.pk}.png", init_image, save=False)
@@ -209,6 +241,7 @@ def job_create_random_diffusion(
     batch_size: int | None = None,
     idempotency_key: str = "",
     webhook_url: str = "",
+    client_ip: str | None = None,
 ) -> GenerationJob:
     """img2img over a dataset's images, each with a prompt and a model drawn from the request seed."""
     if not prompt_list:
@@ -245,12 +278,12 @@ def job_create_random_diffusion(
     existing = _existing_for_key(owner, idempotency_key, request_hash)
     if existing is not None:
         return existing
-    _check_queue_cap(owner)
     resolved_seed = seed_resolve(seed)
     plan = random_diffusion_plan(seed=resolved_seed, images=images, prompts=prompt_list, models=models)
     params = {**request, "items": plan}
     effective_steps = max(1, int(steps * strength))
     with transaction.atomic():
+        _check_queue_cap(owner, client_ip)
         job = GenerationJob.objects.create(
             kind=JobKind.RANDOM_DIFFUSION,
             owner=owner,
@@ -263,6 +296,7 @@ def job_create_random_diffusion(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             webhook_url=webhook_url,
+            client_ip=client_ip,
         )
         job_enqueue(job=job)
     return job

@@ -173,6 +173,9 @@ class GenerationJob(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
     webhook_url = models.URLField(blank=True, max_length=500)
+    client_ip = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The submitting client's address (anonymous jobs are capped per address)."
+    )
 
     class Meta:
         ordering = ["-queued_at"]

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from image_model_domain.api.serializers import ErrorSerializer
-from image_model_domain.jobs import BrokerUnavailable, DuplicateRequest
+from image_model_domain.jobs import BrokerUnavailable, DuplicateRequest, QueueCapReached
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -24,6 +24,18 @@ class ServiceUnavailable(exceptions.APIException):
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+# A queue cap frees up as the submitter's jobs finish; a few seconds is a fair first wait.
+QUEUE_CAP_RETRY_AFTER_S = 10
+
+
+class QueueCapThrottled(exceptions.Throttled):
+    """429 with Retry-After; the body names the cap, its limit and the jobs counted against it."""
+
+    def __init__(self, error: QueueCapReached) -> None:
+        super().__init__(wait=QUEUE_CAP_RETRY_AFTER_S, detail=str(error))
+        self.extra = {"cap": error.cap, "limit": error.limit, "active": error.active}
 
 
 def _as_drf(error: Exception) -> Exception:
@@ -43,6 +55,8 @@ def _as_drf(error: Exception) -> Exception:
         return ServiceUnavailable(str(error))
     if isinstance(error, DuplicateRequest):
         return Conflict(str(error))
+    if isinstance(error, QueueCapReached):
+        return QueueCapThrottled(error)
     from django.db import DatabaseError
 
     if isinstance(error, DatabaseError) and error.__class__.__name__ in ("OperationalError", "InterfaceError"):
@@ -67,7 +81,8 @@ def _messages(value: Any, path: str = "") -> list[str]:
 
 
 def exception_handler(error: Exception, context: dict[str, Any]) -> Response | None:
-    response = drf_exception_handler(_as_drf(error), context)
+    error = _as_drf(error)
+    response = drf_exception_handler(error, context)
     if response is None:
         return None
     data = response.data
@@ -77,7 +92,7 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
         body = {"detail": "Invalid input.", "errors": {str(field): _messages(value) for field, value in data.items()}}
     else:
         body = {"detail": "Invalid input.", "errors": {"non_field_errors": _messages(data)}}
-    response.data = body
+    response.data = {**body, **getattr(error, "extra", {})}
     return response
 
 
@@ -97,7 +112,9 @@ _ERROR_DOCS: dict[int, tuple[str, dict[str, Any]]] = {
         {"detail": "The Idempotency-Key 'k1' was used with a different request."},
     ),
     429: (
-        "Too many submissions (API_SUBMISSION_RATE); Retry-After says when to try again.",
+        "Too many submissions (API_SUBMISSION_RATE), or too many jobs queued or running (the body's `cap`:"
+        " API_MAX_QUEUED_JOBS_PER_USER, or API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP for anonymous clients);"
+        " Retry-After says when to try again.",
         {"detail": "Request was throttled. Expected available in 12 seconds."},
     ),
     503: (

@@ -26,6 +26,9 @@ class ErrorSerializer(serializers.Serializer):
         required=False,
         help_text="Invalid input only: each bad field (or non_field_errors) with its messages.",
     )
+    cap = serializers.CharField(required=False, help_text="429 for a queue cap only: the setting that capped it.")
+    limit = serializers.IntegerField(required=False, help_text="429 for a queue cap only: the cap's value.")
+    active = serializers.IntegerField(required=False, help_text="429 for a queue cap only: jobs queued or running.")
 
 
 class LoraChoiceSerializer(serializers.Serializer):

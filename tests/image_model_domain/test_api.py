@@ -194,7 +194,7 @@ def test_queued_jobs_per_user_are_capped(models: None, settings) -> None:  # noq
     settings.API_MAX_QUEUED_JOBS_PER_USER = 2
     alice = user("alice")
     codes = [alice.post("/api/v1/generations/", {"prompt": "a"}, format="json").status_code for _ in range(3)]
-    assert codes == [202, 202, 400]
+    assert codes == [202, 202, 429]
 
 
 def test_submissions_are_throttled_per_user(models: None, settings) -> None:  # noqa: ANN001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -161,6 +162,34 @@ def owner_of(request: Request) -> Any:
     return request.user if request.user.is_authenticated else None
 
 
+def client_ip_of(request: Request) -> str | None:
+    """The client's address: REMOTE_ADDR, or X-Forwarded-For where REMOTE_ADDR is a trusted proxy.
+
+    X-Forwarded-For is read from the right (each proxy appends the address it saw), skipping
+    trusted proxies; the first address that is not one is the client. Untrusted senders' headers
+    are ignored, so a client cannot choose the address its anonymous cap is counted against.
+    """
+    trusted = settings.API_TRUSTED_PROXIES
+
+    def parsed(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            return ipaddress.ip_address(value.strip())
+        except ValueError:
+            return None
+
+    address = parsed(request.META.get("REMOTE_ADDR", ""))
+    if address is None:
+        return None
+    forwarded = [parsed(item) for item in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if item.strip()]
+    for hop in reversed(forwarded):
+        if not any(address in network for network in trusted):
+            break
+        if hop is None:  # a garbled entry: stop at the last address a trusted proxy vouched for
+            break
+        address = hop
+    return str(address)
+
+
 def accepted(request: Request, job: GenerationJob) -> Response:
     job = GenerationJob.objects.select_related("model", "owner").get(pk=job.pk)
     response = Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
@@ -173,6 +202,10 @@ class SubmissionThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str:
         return settings.API_SUBMISSION_RATE
+
+    def get_ident(self, request: Request) -> str:
+        # DRF's own reading trusts any X-Forwarded-For, which would let a client pick its bucket.
+        return client_ip_of(request) or super().get_ident(request)
 
 
 def registry_list_schema(serializer: type, noun: str, example: dict[str, Any], create: dict[str, Any]) -> Any:

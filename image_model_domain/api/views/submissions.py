@@ -21,6 +21,7 @@ from image_model_domain.api.views.common import (
     SUBMISSION_ERRORS,
     SubmissionThrottle,
     accepted,
+    client_ip_of,
     owner_of,
 )
 from image_model_domain.jobs import job_create_generation, job_create_random_diffusion
@@ -58,6 +59,7 @@ class GenerationCreateView(APIView):
         values = dict(data.validated_data)
         job = job_create_generation(
             owner=owner_of(request),
+            client_ip=client_ip_of(request),
             model_name=values.pop("model", None),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
             **values,
@@ -93,6 +95,7 @@ class RandomDiffusionCreateView(APIView):
             return Response({"detail": "Invalid input.", "errors": {"dataset": ["Unknown dataset."]}}, status=400)
         job = job_create_random_diffusion(
             owner=owner_of(request),
+            client_ip=client_ip_of(request),
             dataset=dataset,
             model_names=values.pop("models", None),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:200],
@@ -126,6 +129,9 @@ class LegacyRandomDiffusionView(APIView):
         data = LegacyRandomDiffusionInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = job_create_random_diffusion(
-            owner=owner_of(request), dataset=dataset, prompt_list=data.validated_data["prompt_list"]
+            owner=owner_of(request),
+            client_ip=client_ip_of(request),
+            dataset=dataset,
+            prompt_list=data.validated_data["prompt_list"],
         )
         return accepted(request, job)
