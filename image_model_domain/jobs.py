@@ -21,6 +21,7 @@ from image_model_domain.caching import job_forget
 from image_model_domain.models import ACTIVE_STATUSES, DLModel, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
 from image_model_domain.seeds import random_diffusion_plan, seed_resolve
+from services.steps import denoising_steps, strength_error
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ def job_create_generation(
         if value % 8:
             raise ValidationError({field: f"{field} must be a multiple of 8, got {value}."})
     kind = JobKind.IMAGE_TO_IMAGE if init_image is not None else JobKind.TEXT_TO_IMAGE
+    if init_image is not None and (error := strength_error(steps, strength)):
+        raise ValidationError({"strength": error})
     params: dict[str, Any] = {
         "model": model.name,
         "prompt": prompt,
@@ -212,7 +215,7 @@ def job_create_generation(
             model=model,
             queue=job_queue_for([model.name]),
             images_expected=num_images,
-            progress_total=steps * num_images,
+            progress_total=denoising_steps(steps, params["strength"]) * num_images,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             webhook_url=webhook_url,
@@ -262,6 +265,8 @@ def job_create_random_diffusion(
             raise ValidationError({"models": "No model is enabled; register or enable one."})
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValidationError({"scheduler": f"Unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}."})
+    if error := strength_error(steps, strength):
+        raise ValidationError({"strength": error})
     request = {
         "dataset": dataset.pk,
         "images": images,
@@ -281,7 +286,6 @@ def job_create_random_diffusion(
     resolved_seed = seed_resolve(seed)
     plan = random_diffusion_plan(seed=resolved_seed, images=images, prompts=prompt_list, models=models)
     params = {**request, "items": plan}
-    effective_steps = max(1, int(steps * strength))
     with transaction.atomic():
         _check_queue_cap(owner, client_ip)
         job = GenerationJob.objects.create(
@@ -292,7 +296,7 @@ def job_create_random_diffusion(
             dataset=dataset,
             queue=job_queue_for(sorted({item["model"] for item in plan})),
             images_expected=len(plan),
-            progress_total=effective_steps * len(plan),
+            progress_total=denoising_steps(steps, strength) * len(plan),
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             webhook_url=webhook_url,

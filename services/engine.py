@@ -14,6 +14,7 @@ from services.devices import free_memory, is_out_of_memory, resolve_device
 from services.loras import LoraCache
 from services.pipelines import PipelineRegistry, ResidentModel
 from services.schedulers import scheduler_create
+from services.steps import denoising_steps
 from services.types import (
     BatchCallback,
     Cancelled,
@@ -126,10 +127,17 @@ class DiffusersProcessor:
         pipe = resident.img2img if img2img else resident.text2img
         pipe.scheduler = scheduler_create(request.scheduler, resident.base_scheduler_config)
         cancelled = False
+        expected = denoising_steps(request.steps, request.strength if img2img else None)
 
         def step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
             nonlocal cancelled
-            if on_step is not None and not on_step(len(batch)):
+            # Some schedulers call back more often than they step (Heun twice per step, PNDM once
+            # more at the start): count a step where diffusers' own progress bar does, so progress
+            # ends at exactly denoising_steps(); the cancel flag is still read on every call.
+            order = pipeline.scheduler.order
+            warmup = pipeline._num_timesteps - expected * order
+            finished_step = step == pipeline._num_timesteps - 1 or (step + 1 > warmup and (step + 1) % order == 0)
+            if on_step is not None and not on_step(len(batch) if finished_step else 0):
                 cancelled = True
                 pipeline._interrupt = True  # the documented way to stop a pipeline between steps
             return callback_kwargs
