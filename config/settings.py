@@ -92,13 +92,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", None, schemes=("redis", "rediss"))
 
+# The cache is an optimisation: with Redis down, reads are misses and writes are skipped (config/cache.py).
+CACHE_CONNECT_TIMEOUT_S = env_float("CACHE_CONNECT_TIMEOUT_S", 1.0, minimum=0.01)
+CACHE_RETRY_AFTER_S = env_float("CACHE_RETRY_AFTER_S", 5.0, minimum=0.0)
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "config.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "diffusion"),
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": CACHE_CONNECT_TIMEOUT_S,
+                "SOCKET_TIMEOUT": CACHE_CONNECT_TIMEOUT_S,
+                "RETRY_AFTER_S": CACHE_RETRY_AFTER_S,
+            },
         }
     }
 else:
@@ -206,6 +213,8 @@ WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL", REDIS_URL or "filesystem://", schemes=("redis", "rediss", "filesystem", "amqp")
 )
+BROKER_CONNECT_TIMEOUT_S = env_float("BROKER_CONNECT_TIMEOUT_S", 2.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_CONNECT_TIMEOUT_S
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
     for _folder in ("queue", "control"):
@@ -221,6 +230,8 @@ else:
     # wait in the queue plus a run, or a long job is run twice (celery docs, "Caveats" of Redis).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 6 * 3600, minimum=60),
+        # A submit with the broker down answers 503 within seconds instead of hanging on connect.
+        "socket_connect_timeout": BROKER_CONNECT_TIMEOUT_S,
     }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -68,9 +68,14 @@ def job_enqueue(*, job: GenerationJob) -> None:
             app.send_task(RUN_JOB_TASK, args=[str(job.pk)], queue=job.queue, retry=True)
         except Exception as error:  # kombu raises many kinds; every one means "not queued"
             logger.error("could not enqueue job %s: %s", job.pk, error)
-            if job.attempts == 0:
+            if job.attempts == 0:  # a new job: keep nothing of it, neither the row nor its init image
                 GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
-            raise BrokerUnavailable(f"The queue is unavailable: {error}") from error
+                if job.init_image:
+                    job.init_image.storage.delete(job.init_image.name)
+            raise BrokerUnavailable(
+                f"The queue is unavailable (the message broker did not answer: {type(error).__name__}); "
+                "nothing was kept, try again shortly."
+            ) from error
         GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
         if job.attempts == 0:
             from config.metrics import JOBS_CREATED

@@ -93,6 +93,8 @@ def exception_handler(error: Exception, context: dict[str, Any]) -> Response | N
     else:
         body = {"detail": "Invalid input.", "errors": {"non_field_errors": _messages(data)}}
     response.data = {**body, **getattr(error, "extra", {})}
+    if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        response.setdefault("Retry-After", "5")  # a broker or database blip: worth retrying soon
     return response
 
 
@@ -119,7 +121,10 @@ _ERROR_DOCS: dict[int, tuple[str, dict[str, Any]]] = {
     ),
     503: (
         "The queue (or the database) is unavailable; nothing was kept. Try again shortly.",
-        {"detail": "The queue is unavailable: Error 111 connecting to redis:6379. Connection refused."},
+        {
+            "detail": "The queue is unavailable (the message broker did not answer: OperationalError); "
+            "nothing was kept, try again shortly."
+        },
     ),
 }
 
