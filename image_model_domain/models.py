@@ -199,6 +199,11 @@ class GenerationJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def images_in_order(self) -> list[GeneratedImage]:
+        """The job's images by index, whatever order their batches were saved in (uses a prefetch of `images`)."""
+        return sorted(self.images.all(), key=lambda image: image.index)
+
 
 class GeneratedImage(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -181,7 +181,7 @@ class JobOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
     progress = serializers.SerializerMethodField()
     position = serializers.SerializerMethodField()
-    images = ImageOutput(many=True, read_only=True)
+    images = ImageOutput(many=True, read_only=True, source="images_in_order", help_text="In index order.")
 
     class Meta:
         model = GenerationJob

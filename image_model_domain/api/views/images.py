@@ -32,7 +32,7 @@ class ImageFilter(filters.FilterSet):
 
 @extend_schema_view(
     get=extend_schema(
-        summary="Generated images, newest first",
+        summary="Generated images, newest job first, each job's in index order",
         responses={200: ImageOutput(many=True), **errors(400, 401)},
         examples=[OpenApiExample("A page of images", value=IMAGE_EXAMPLE, response_only=True)],
     )
@@ -43,7 +43,9 @@ class ImageListView(generics.ListAPIView):
     filterset_class = ImageFilter
 
     def get_queryset(self) -> QuerySet[GeneratedImage]:
-        return visible_to(self.request, GeneratedImage.objects.all()).order_by("-created_at", "index")
+        # Newest job first; a job's images by index (their batches are saved in any order).
+        images = visible_to(self.request, GeneratedImage.objects.all())
+        return images.order_by("-job__queued_at", "job_id", "index")
 
 
 @extend_schema_view(
