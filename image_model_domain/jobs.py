@@ -225,6 +225,7 @@ def job_create_generation(
             request_hash=request_hash,
             webhook_url=webhook_url,
             client_ip=client_ip,
+            init_image_sha256=checked.sha256 if checked else "",
         )
         if init_image is not None:
             job.init_image.save(f"{job.pk}.png", init_image, save=False)

@@ -153,6 +153,7 @@ class GenerationJob(models.Model):
         "dataset_domain.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
     init_image = models.ImageField(upload_to="init-images/", blank=True, max_length=300)
+    init_image_sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the init image file.")
     queue = models.CharField(max_length=100)
     images_expected = models.PositiveIntegerField()
     progress_step = models.PositiveIntegerField(default=0)
@@ -218,6 +219,9 @@ class GeneratedImage(models.Model):
     lora_scale = models.FloatField(default=1.0)
     source_image = models.ForeignKey(
         "dataset_domain.DatasetImage", null=True, blank=True, on_delete=models.SET_NULL, related_name="generated"
+    )
+    source_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the init image (image-to-image), to replay it."
     )
     seed = models.BigIntegerField()
     scheduler = models.CharField(max_length=30)

@@ -183,6 +183,7 @@ class DiffusersProcessor:
             "steps": request.steps,
             "guidance_scale": request.guidance_scale,
             "strength": request.strength if item.init_image is not None else None,
+            "init_image_sha256": item.init_image_sha256 if item.init_image is not None else None,
             "width": image.width,
             "height": image.height,
             "seed": item.seed,

@@ -24,6 +24,8 @@ def parameters_line(recipe: dict[str, Any]) -> str:
     ]
     if recipe.get("strength") is not None:
         parts.append(f"Denoising strength: {recipe['strength']}")
+    if recipe.get("init_image_sha256"):
+        parts.append(f"Init image SHA-256: {recipe['init_image_sha256']}")
     if loras:
         parts.append(f"LoRA: {loras}")
     return f"{recipe['prompt']}\nNegative prompt: {recipe.get('negative_prompt', '')}\n{', '.join(parts)}"

@@ -38,6 +38,7 @@ class ImageTask:
     width: int = 512
     height: int = 512
     init_image: Image.Image | None = None
+    init_image_sha256: str | None = None  # of the source file, recorded in the recipe so a PNG can be replayed
     meta: dict[str, Any] = field(default_factory=dict)  # carried through to the output untouched
 
 

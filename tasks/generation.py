@@ -93,9 +93,7 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
 
 def build_requests(job: GenerationJob) -> list:
     """One services request per model: the job's parameters, its seeds, its source images."""
-    from PIL import Image
 
-    from services.images import prepare_source
     from services.types import GenerationRequest, ImageTask
 
     params = job.params
@@ -112,8 +110,7 @@ def build_requests(job: GenerationJob) -> list:
                 source = sources.get(item["source_image_id"])
                 if source is None:
                     raise LookupError(f"Source image {item['source_image_id']} was deleted from the dataset.")
-                with source.image.open("rb") as handle, Image.open(handle) as image:
-                    init = prepare_source(image, model.resolution)
+                init, sha256 = _open_source(source.image, model.resolution)
                 items.append(
                     ImageTask(
                         prompt=item["prompt"],
@@ -122,6 +119,7 @@ def build_requests(job: GenerationJob) -> list:
                         width=init.width,
                         height=init.height,
                         init_image=init,
+                        init_image_sha256=sha256,
                         meta={"index": item["index"], "source_image_id": source.pk},
                     )
                 )
@@ -141,10 +139,9 @@ def build_requests(job: GenerationJob) -> list:
     model = DLModel.objects.filter(name=params["model"]).first()
     if model is None:
         raise LookupError(f"The model {params['model']!r} is no longer registered.")
-    init = None
+    init, sha256 = None, None
     if job.init_image:
-        with job.init_image.open("rb") as handle, Image.open(handle) as image:
-            init = prepare_source(image, max(params["width"], params["height"]))
+        init, sha256 = _open_source(job.init_image, max(params["width"], params["height"]))
     width, height = (init.width, init.height) if init else (params["width"], params["height"])
     items = [
         ImageTask(
@@ -154,6 +151,7 @@ def build_requests(job: GenerationJob) -> list:
             width=width,
             height=height,
             init_image=init,
+            init_image_sha256=sha256,
             meta={"index": index},
         )
         for index in range(params["num_images"])
@@ -171,6 +169,20 @@ def build_requests(job: GenerationJob) -> list:
             batch_size=params.get("batch_size") or settings.DIFFUSION_BATCH_SIZE,
         )
     ]
+
+
+def _open_source(field, resolution: int):  # noqa: ANN001, ANN202
+    """A stored source image, ready for the model, and the SHA-256 of its file (recorded to replay it)."""
+    import io
+
+    from PIL import Image
+
+    from services.images import prepare_source
+
+    with field.open("rb") as handle:
+        data = handle.read()
+    with Image.open(io.BytesIO(data)) as image:
+        return prepare_source(image, resolution), hashlib.sha256(data).hexdigest()
 
 
 class ImageRecorder:
@@ -198,6 +210,7 @@ class ImageRecorder:
                 loras=recipe["loras"],
                 lora_scale=recipe["lora_scale"],
                 source_image_id=output.meta.get("source_image_id"),
+                source_sha256=recipe.get("init_image_sha256") or "",
                 seed=recipe["seed"],
                 scheduler=recipe["scheduler"],
                 steps=recipe["steps"],

@@ -160,6 +160,7 @@ class ImageOutput(serializers.ModelSerializer):
             "height",
             "sha256",
             "source_image",
+            "source_sha256",
             "created_at",
         ]
 
@@ -193,6 +194,7 @@ class JobOutput(serializers.ModelSerializer):
             "model",
             "dataset",
             "params",
+            "init_image_sha256",
             "seed",
             "queue",
             "images_expected",

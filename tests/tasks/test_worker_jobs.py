@@ -56,6 +56,7 @@ def test_random_diffusion_makes_one_recorded_png_per_dataset_image(celery_worker
         assert recipe["prompt"] == image.prompt == plan[image.index]["prompt"]
         assert recipe["model"] == image.model_name == plan[image.index]["model"]
         assert recipe["seed"] == image.seed == plan[image.index]["seed"]
+        assert recipe["init_image_sha256"] == image.source_sha256 == image.source_image.sha256
         assert max(image.width, image.height) == 64 and image.width % 8 == 0 and image.height % 8 == 0
         source = image.source_image
         scale = 64 / max(source.width, source.height)  # aspect ratio kept, up to rounding to multiples of 8

@@ -56,6 +56,7 @@ IMAGE_EXAMPLE: dict[str, Any] = {
     "height": 512,
     "sha256": "22ac1f2c759d73d7dcfff2260a2e181386a464f7413d4a1eb7817c0aaab84222",
     "source_image": None,
+    "source_sha256": "",
     "created_at": "2026-11-22T10:00:09Z",
 }
 JOB_EXAMPLE: dict[str, Any] = {
@@ -79,6 +80,7 @@ JOB_EXAMPLE: dict[str, Any] = {
         "lora_scale": 1.0,
         "strength": None,
     },
+    "init_image_sha256": "",
     "seed": 1234,
     "queue": "diffusion",
     "images_expected": 1,
