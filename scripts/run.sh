@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole service on the embedded default (SQLite and Celery's filesystem broker
-# under var/, no PostgreSQL or Redis needed): migrate, load fixtures, build the development
+# under var/, no PostgreSQL or Redis needed): migrate, load fixtures into an empty registry, build the development
 # checkpoints, start a worker (with the periodic reconciler) and the web server.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -8,7 +8,7 @@ PORT=${PORT:-8000}
 mkdir -p var
 
 $PY manage.py migrate --noinput
-$PY manage.py loaddata fixtures/*.json
+$PY manage.py loaddata_if_empty fixtures/*.json  # a registry with rows keeps its edits
 $PY manage.py build_dev_models
 
 $PY -m celery -A config worker --beat --pool prefork --concurrency 1 \

@@ -42,3 +42,25 @@ def test_every_fixture_loads_into_an_empty_database_twice() -> None:
             assert opened.size == (image.width, image.height)
             modes.add(opened.mode)
     assert {"RGB", "RGBA", "P", "L"} <= modes
+
+
+def test_make_run_loads_fixtures_only_into_an_empty_registry_so_edits_survive_a_restart(dev_checkpoint_files) -> None:  # noqa: ANN001
+    fixtures = sorted(str(path) for path in (ROOT / "fixtures").glob("*.json"))
+    script = (ROOT / "scripts" / "run.sh").read_text()
+    assert "manage.py loaddata_if_empty fixtures/*.json" in script and "manage.py loaddata " not in script
+
+    def start() -> None:  # what scripts/run.sh does before it starts the processes
+        call_command("loaddata_if_empty", *fixtures, verbosity=0)
+        call_command("build_dev_models", verbosity=0)
+
+    start()
+    assert DLModel.objects.filter(name="stable-diffusion-v1-5", enabled=False).exists()
+    sample_images = DatasetImage.objects.filter(dataset__name="sample").count()
+    DLModel.objects.filter(name="stable-diffusion-v1-5").update(enabled=True, preload=True)
+    DLModel.objects.filter(name="tiny-sd-b").update(enabled=False)
+    DatasetImage.objects.filter(dataset__name="sample").first().delete()
+
+    start()  # a restart
+    assert DLModel.objects.filter(name="stable-diffusion-v1-5", enabled=True, preload=True).exists()
+    assert DLModel.objects.filter(name="tiny-sd-b", enabled=False).exists()
+    assert DatasetImage.objects.filter(dataset__name="sample").count() == sample_images - 1
