@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 	PORT=$(PORT) PY=$(PY) bash scripts/run.sh
 
 test: $(VENV)/.installed
+	bash scripts/test_prerequisites.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
