@@ -199,6 +199,11 @@ RECONCILE_HEARTBEAT_TIMEOUT_S = env_int("RECONCILE_HEARTBEAT_TIMEOUT_S", 120, mi
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters.")
+# Workers write a presence row this often; one unseen for the timeout counts as gone (/readyz?workers=1, the queue).
+WORKER_HEARTBEAT_INTERVAL_S = env_float("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+WORKER_HEARTBEAT_TIMEOUT_S = env_float("WORKER_HEARTBEAT_TIMEOUT_S", 30.0, minimum=0.5)
+if WORKER_HEARTBEAT_TIMEOUT_S <= WORKER_HEARTBEAT_INTERVAL_S:
+    raise ImproperlyConfigured("WORKER_HEARTBEAT_TIMEOUT_S must be longer than WORKER_HEARTBEAT_INTERVAL_S.")
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808, minimum=0, maximum=65535)  # 0: off
 RECONCILE_INTERVAL_S = env_int("RECONCILE_INTERVAL_S", 60, minimum=1)
 

@@ -243,3 +243,27 @@ class GeneratedImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.index}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A running worker, written every WORKER_HEARTBEAT_INTERVAL_S by the worker itself (tasks/presence.py).
+
+    A row older than WORKER_HEARTBEAT_TIMEOUT_S is a worker that died without saying so; a worker
+    that shuts down cleanly removes its row.
+    """
+
+    hostname = models.CharField(max_length=200, unique=True)
+    queues = models.CharField(max_length=2000, help_text="The queues it consumes, as ,a,b, (one LIKE finds a queue).")
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    @property
+    def queue_names(self) -> list[str]:
+        return [name for name in self.queues.split(",") if name]

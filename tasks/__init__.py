@@ -1,5 +1,5 @@
 """Thin Celery tasks. They import torch and diffusers lazily, inside the worker process only."""
 
-from tasks import generation, metrics, reconcile, registry, webhooks
+from tasks import generation, metrics, presence, reconcile, registry, webhooks
 
-__all__ = ["generation", "metrics", "reconcile", "registry", "webhooks"]
+__all__ = ["generation", "metrics", "presence", "reconcile", "registry", "webhooks"]

@@ -89,12 +89,18 @@ def start_worker(django_db_setup: None, django_db_blocker, tmp_path_factory) -> 
     """Start `celery worker` processes against the test database and Redis; all are stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(queues: list[str], *, timeout: float = 120) -> WorkerProcess:
+    def start(queues: list[str], *, timeout: float = 120, env: dict[str, str] | None = None) -> WorkerProcess:
+        """env: variables of this worker alone (e.g. a DATABASE_URL through a proxy the test controls)."""
         log = tmp_path_factory.mktemp("worker") / "worker.log"
         command = worker_command(queues)
         with log.open("w") as handle:
             process = subprocess.Popen(
-                command, cwd=ROOT, env=worker_env(), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=ROOT,
+                env={**worker_env(), **(env or {})},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         worker = WorkerProcess(process, log)
         started.append(worker)

@@ -229,7 +229,11 @@ class JobOutput(serializers.ModelSerializer):
 
 class QueueEntryOutput(serializers.Serializer):
     position = serializers.IntegerField(allow_null=True)
-    estimated_start_s = serializers.FloatField(allow_null=True)
+    estimated_start_s = serializers.FloatField(
+        allow_null=True, help_text="Seconds until it starts; null when unknown or when no worker serves its queue."
+    )
+    worker_available = serializers.BooleanField(help_text="A live worker consumes the job's queue.")
+    note = serializers.CharField(allow_blank=True, help_text="Why there is no estimate, when there is none.")
     job = JobOutput()
 
 

@@ -272,6 +272,12 @@ def test_the_queue_estimates_start_from_recent_seconds_per_step(api: APIClient, 
         started_at=now - timedelta(seconds=10),
         finished_at=now,
     )  # 0.1 s a step
+    from django.conf import settings
+
+    from image_model_domain.workers import worker_heartbeat
+
+    # A worker on the queue, as its heartbeat says (tests/tasks/test_worker_presence.py runs real ones).
+    worker_heartbeat(hostname="w1@host", queues=[settings.DIFFUSION_DEFAULT_QUEUE], pid=1, started_at=now)
     running = api.post("/api/v1/generations/", {"prompt": "a", "steps": 50, "num_images": 2}, format="json").json()
     GenerationJob.objects.filter(pk=running["id"]).update(status="running", progress_step=40)
     queued = api.post("/api/v1/generations/", {"prompt": "b", "steps": 10}, format="json").json()
@@ -279,3 +285,4 @@ def test_the_queue_estimates_start_from_recent_seconds_per_step(api: APIClient, 
     assert entries[running["id"]]["estimated_start_s"] == 0.0 and entries[running["id"]]["position"] is None
     assert entries[queued["id"]]["position"] == 1
     assert entries[queued["id"]]["estimated_start_s"] == pytest.approx((100 - 40) * 0.1)
+    assert entries[queued["id"]]["worker_available"] is True and entries[queued["id"]]["note"] == ""

@@ -23,6 +23,7 @@ from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
 from image_model_domain.caching import job_key
 from image_model_domain.jobs import job_cancel, job_delete, queue_jobs
 from image_model_domain.models import ACTIVE_STATUSES, GenerationJob, JobStatus
+from image_model_domain.workers import workers_by_queue
 
 
 class JobFilter(filters.FilterSet):
@@ -132,7 +133,15 @@ class QueueView(APIView):
                 examples=[
                     OpenApiExample(
                         "One queued job",
-                        value=[{"position": 1, "estimated_start_s": 8.5, "job": JOB_EXAMPLE}],
+                        value=[
+                            {
+                                "position": 1,
+                                "estimated_start_s": 8.5,
+                                "worker_available": True,
+                                "note": "",
+                                "job": JOB_EXAMPLE,
+                            }
+                        ],
                         status_codes=[200],
                     )
                 ],
@@ -154,15 +163,26 @@ class QueueView(APIView):
         seconds_per_step = sum(per_step) / len(per_step) if per_step else None
         entries, ahead_s, position = [], 0.0, 0
         visible = set(visible_to(request, GenerationJob.objects.all()).values_list("pk", flat=True))
+        served = workers_by_queue()
         for job in queue_jobs().select_related("model", "owner").prefetch_related("images"):
             if job.status == JobStatus.QUEUED:
                 position += 1
             estimate = None if seconds_per_step is None else (0.0 if job.status == JobStatus.RUNNING else ahead_s)
+            # A running job has a worker (or the reconciler will find it has none); a queued one waits for one.
+            available = job.status == JobStatus.RUNNING or bool(served.get(job.queue))
+            note = ""
+            if not available:
+                estimate = None
+                note = f"No worker is running for the queue {job.queue!r}; the job starts when one does."
+            elif estimate is None:
+                note = "No finished job to estimate from yet."
             if job.pk in visible:
                 entries.append(
                     {
                         "position": position if job.status == JobStatus.QUEUED else None,
                         "estimated_start_s": estimate,
+                        "worker_available": available,
+                        "note": note,
                         "job": JobOutput(job, context={"request": request}).data,
                     }
                 )

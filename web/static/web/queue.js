@@ -22,6 +22,7 @@
 
   function startText(entry) {
     if (entry.job.status === "running") return entry.job.cancel_requested ? "Stopping…" : "Running now";
+    if (entry.worker_available === false) return entry.note || "No worker is running for this queue";
     if (entry.estimated_start_s === null) return "Start time not yet known";
     if (entry.estimated_start_s < 1) return "Starts next";
     return `Starts in about ${DS.seconds(entry.estimated_start_s)}`;
