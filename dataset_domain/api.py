@@ -22,6 +22,7 @@ from dataset_domain.models import Dataset, DatasetImage
 from image_model_domain.api.errors import error_responses as errors
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.permissions import IsStaffOrReadOnly
+from image_model_domain.api.strict import RejectUnknownFields
 
 DATASET_EXAMPLE: dict[str, Any] = {
     "id": 1,
@@ -49,7 +50,7 @@ class DatasetOutput(serializers.ModelSerializer):
         fields = ["id", "name", "description", "image_count", "created_at"]
 
 
-class DatasetInput(serializers.Serializer):
+class DatasetInput(RejectUnknownFields, serializers.Serializer):
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
@@ -67,7 +68,7 @@ class DatasetImageOutput(serializers.ModelSerializer):
         return request.build_absolute_uri(image.image.url) if request else image.image.url
 
 
-class DatasetImageInput(serializers.Serializer):
+class DatasetImageInput(RejectUnknownFields, serializers.Serializer):
     image = serializers.FileField()
 
 

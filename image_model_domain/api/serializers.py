@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from image_model_domain.api.parsers import json_depth_check, json_loads_bounded
+from image_model_domain.api.strict import RejectUnknownFields
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
@@ -31,7 +32,7 @@ class ErrorSerializer(serializers.Serializer):
     active = serializers.IntegerField(required=False, help_text="429 for a queue cap only: jobs queued or running.")
 
 
-class LoraChoiceSerializer(serializers.Serializer):
+class LoraChoiceSerializer(RejectUnknownFields, serializers.Serializer):
     name = serializers.SlugField(max_length=100)
     scale = serializers.FloatField(min_value=-2.0, max_value=2.0, required=False, allow_null=True)
 
@@ -64,7 +65,7 @@ def _check_webhook(value: str) -> str:
     return value
 
 
-class GenerationInput(serializers.Serializer):
+class GenerationInput(RejectUnknownFields, serializers.Serializer):
     prompt = serializers.CharField(max_length=1000)
     negative_prompt = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     model = serializers.SlugField(
@@ -111,7 +112,7 @@ class GenerationInput(serializers.Serializer):
         return attrs
 
 
-class RandomDiffusionInput(serializers.Serializer):
+class RandomDiffusionInput(RejectUnknownFields, serializers.Serializer):
     dataset = serializers.IntegerField(min_value=1)
     prompt_list = serializers.ListField(child=serializers.CharField(max_length=1000), min_length=1, max_length=100)
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=1000)
@@ -129,7 +130,7 @@ class RandomDiffusionInput(serializers.Serializer):
         return _check_webhook(value)
 
 
-class LegacyRandomDiffusionInput(serializers.Serializer):
+class LegacyRandomDiffusionInput(RejectUnknownFields, serializers.Serializer):
     prompt_list = serializers.ListField(child=serializers.CharField(max_length=1000), min_length=1, max_length=100)
 
 
@@ -263,7 +264,7 @@ class BoundedJSONField(serializers.JSONField):
         return super().to_internal_value(data)
 
 
-class DLModelSerializer(serializers.ModelSerializer):
+class DLModelSerializer(RejectUnknownFields, serializers.ModelSerializer):
     metadata = BoundedJSONField(required=False)
 
     class Meta:
@@ -300,7 +301,7 @@ class DLModelSerializer(serializers.ModelSerializer):
         return value
 
 
-class LoraAdapterSerializer(serializers.ModelSerializer):
+class LoraAdapterSerializer(RejectUnknownFields, serializers.ModelSerializer):
     class Meta:
         model = LoraAdapter
         fields = [

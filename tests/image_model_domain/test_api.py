@@ -286,3 +286,91 @@ def test_the_queue_estimates_start_from_recent_seconds_per_step(api: APIClient, 
     assert entries[queued["id"]]["position"] == 1
     assert entries[queued["id"]]["estimated_start_s"] == pytest.approx((100 - 40) * 0.1)
     assert entries[queued["id"]]["worker_available"] is True and entries[queued["id"]]["note"] == ""
+
+
+def test_a_bearer_token_is_the_same_token_and_an_unknown_one_is_401(models: None) -> None:
+    account = User.objects.create_user("carol")
+    key = Token.objects.create(user=account).key
+    for word in ("Bearer", "Token", "bearer"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"{word} {key}")
+        response = client.post("/api/v1/generations/", {"prompt": "a"}, format="json")
+        assert response.status_code == 202 and response.json()["owner"] == "carol", (word, response.content)
+    for header in ("Bearer nope", "Token nope", "Bearer", "Bearer a b"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=header)
+        response = client.get("/api/v1/jobs/")
+        assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer", header
+    assert GenerationJob.objects.count() == 3
+
+
+def test_forms_are_refused_where_the_schema_says_json(models: None) -> None:
+    staff = user("root", staff=True)
+    cases = [
+        ("/api/v1/random-diffusions/", {"dataset": 1, "prompt_list": "a"}, "multipart"),
+        ("/api/v1/models/", {"name": "m", "source": "x"}, "multipart"),
+        ("/api/v1/loras/", "name=l&source=x", "application/x-www-form-urlencoded"),
+        ("/api/v1/generations/", "prompt=a", "application/x-www-form-urlencoded"),
+    ]
+    for path, body, kind in cases:
+        if kind == "multipart":
+            response = staff.post(path, body, format="multipart")
+        else:
+            response = staff.post(path, body, content_type=kind)
+        assert response.status_code == 415, (path, response.content)
+        assert response["Content-Type"] == "application/json"
+    assert not GenerationJob.objects.exists() and not DLModel.objects.filter(name="m").exists()
+
+
+@pytest.mark.parametrize(
+    "loras",
+    [
+        ['{"name": "ink", "scale": 0.7}', '{"name": "glow"}'],  # one part per adapter (OpenAPI generators)
+        ['[{"name": "ink", "scale": 0.7}, {"name": "glow"}]'],  # one part with the list (the web page, curl)
+    ],
+)
+def test_image_to_image_reads_loras_parts_as_the_schema_encodes_them(api: APIClient, models: None, loras) -> None:  # noqa: ANN001
+    upload = SimpleUploadedFile("init.png", png(), content_type="image/png")
+    response = api.post(
+        "/api/v1/generations/", {"prompt": "a", "init_image": upload, "loras": loras, "seed": "5"}, format="multipart"
+    )
+    assert response.status_code == 202, response.content
+    job = GenerationJob.objects.get()
+    assert job.params["loras"] == [{"name": "ink", "scale": 0.7}, {"name": "glow", "scale": 1.0}] and job.seed == 5
+
+
+def test_a_multipart_form_is_image_to_image_and_null_parts_are_no_value(api: APIClient, models: None) -> None:
+    response = api.post("/api/v1/generations/", {"prompt": "a"}, format="multipart")
+    assert response.status_code == 400 and "init_image" in response.json()["errors"]
+    upload = SimpleUploadedFile("init.png", png(), content_type="image/png")
+    response = api.post("/api/v1/generations/", {"prompt": "null", "init_image": upload}, format="multipart")
+    assert response.json()["errors"] == {"prompt": ["This field may not be null."]}
+    assert not GenerationJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {"prompt": "a", "cfg_scale": 7, "sampler_name": "Euler a", "n_iter": 2, "batch_size": 2},
+            {
+                "cfg_scale": ["Unknown field; did you mean `guidance_scale`?"],
+                "sampler_name": ["Unknown field; did you mean `scheduler`?"],
+                "n_iter": ["Unknown field; did you mean `num_images`?"],
+                "batch_size": ["Unknown field; did you mean `num_images`?"],
+            },
+        ),
+        (
+            {"prompt": "a", "denoising_strength": 0.5},
+            {"denoising_strength": ["`strength` is for image-to-image: send a multipart form with `init_image`."]},
+        ),
+        (
+            {"prompt": "a", "loras": [{"name": "ink", "weight": 1}]},
+            {"loras": ["0.weight: Unknown field. Known fields: name, scale."]},
+        ),
+    ],
+)  # fmt: skip
+def test_unknown_fields_are_refused_by_name_with_a_hint(api: APIClient, models: None, body, errors) -> None:  # noqa: ANN001
+    response = api.post("/api/v1/generations/", body, format="json")
+    assert response.status_code == 400 and response.json()["errors"] == errors, response.json()
+    assert not GenerationJob.objects.exists()

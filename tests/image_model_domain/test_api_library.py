@@ -64,7 +64,7 @@ def test_it_lists_filters_and_serves_images() -> None:
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(b"".join(response.streaming_content))).size == (8, 8)
     download = api.get(first["url"], {"download": "1"})
-    assert "attachment" in download["Content-Disposition"]
+    assert "attachment" in download["Content-Disposition"] and download["Content-Type"] == "application/octet-stream"
 
 
 def test_deleting_an_image_removes_its_row_and_file(django_capture_on_commit_callbacks) -> None:  # noqa: ANN001

@@ -40,7 +40,9 @@ def test_a_value_one_level_past_the_limit_is_refused_and_the_limit_itself_is_not
     def nested(depth: int) -> str:
         return '{"prompt": "a fox", "extra": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
 
-    assert api.post("/api/v1/generations/", nested(MAX_JSON_DEPTH), content_type="application/json").status_code == 202
+    # Parsed, and then refused for the unknown field it names: the limit itself is not "too deep".
+    response = api.post("/api/v1/generations/", nested(MAX_JSON_DEPTH), content_type="application/json")
+    assert response.status_code == 400 and "extra" in response.json()["errors"]
     response = api.post("/api/v1/generations/", nested(MAX_JSON_DEPTH + 1), content_type="application/json")
     assert response.status_code == 400 and "nested more than" in response.json()["detail"]
 
@@ -59,6 +61,6 @@ def test_a_deep_json_string_in_a_form_field_names_the_field(api: APIClient) -> N
     response = api.post("/api/v1/models/", DEEP, content_type="application/json")
     assert response.status_code == 400 and "nested more than" in response.json()["detail"]
     response = api.patch("/api/v1/models/tiny-sd-a/", {"metadata": DEEP}, format="multipart")
-    assert response.status_code == 400 and "metadata" in response.json()["errors"]
+    assert response.status_code == 415  # registry writes are JSON only
     response = api.patch("/api/v1/models/tiny-sd-a/", {"metadata": {"a": [[1, 2], {"b": None}]}}, format="json")
     assert response.status_code == 200 and response.json()["metadata"] == {"a": [[1, 2], {"b": None}]}

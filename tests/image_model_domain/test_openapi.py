@@ -74,10 +74,16 @@ LONG_LABEL_HOST = "\u00e9" * 60 + ".com"  # IDNA cannot encode it: over 63 bytes
         pytest.param(
             "get", "/api/v1/models/?limit=2474221465061077758603427840", None, None, 200, None, None, id="limit"
         ),
-        # A form field holds JSON text, so "null" passed allow_null=False and hit the NOT NULL column: 500.
+        # A form field held JSON text, so "null" passed allow_null=False and hit the NOT NULL column: 500.
+        # Registry writes are JSON only now; null there is refused as null.
         pytest.param(
-            "post", "/api/v1/models/", {"name": "m", "source": "x", "metadata": "null"}, "multipart", 400, "metadata",
+            "post", "/api/v1/models/", {"name": "m", "source": "x", "metadata": None}, "json", 400, "metadata",
             None, id="metadata-null",
+        ),
+        # A form is image-to-image only; "null" in a part is no value, never the prompt "null".
+        pytest.param(
+            "post", "/api/v1/generations/", {"prompt": "null", "init_image": ""}, "multipart", 400, "prompt",
+            "This field may not be null.", id="multipart-null",
         ),
         # jsonb cannot hold NUL: 500.
         pytest.param(
@@ -105,7 +111,7 @@ LONG_LABEL_HOST = "\u00e9" * 60 + ".com"  # IDNA cannot encode it: over 63 bytes
         ),
         # Over DATA_UPLOAD_MAX_NUMBER_FIELDS form fields: Django's HTML 400 page, not the API's JSON error.
         pytest.param(
-            "post", "/api/v1/random-diffusions/", {"dataset": 1, "prompt_list": ["a"] * 1001}, "multipart", 400, None,
+            "post", "/api/v1/generations/", {"prompt": "a", "loras": ["[]"] * 1001}, "multipart", 400, None,
             None, id="too-many-fields",
         ),
     ],

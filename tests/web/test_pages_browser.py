@@ -116,7 +116,7 @@ def test_it_generates_shows_the_seed_and_the_library_opens_reuses_and_deletes(pa
     expect(viewer).to_be_hidden()
 
     download = page.request.get(card.get_by_role("link", name="Download").get_attribute("href"))
-    assert download.status == 200 and download.headers["content-type"] == "image/png"
+    assert download.status == 200 and download.headers["content-type"] == "application/octet-stream"
     assert download.headers["content-disposition"].startswith("attachment")
 
     card.get_by_role("link", name="Use these settings again").click()

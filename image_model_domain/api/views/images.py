@@ -69,6 +69,15 @@ class ImageDetailView(generics.RetrieveDestroyAPIView):
         image_delete(image=instance)
 
 
+PNG_RESPONSES = {
+    (200, media_type): OpenApiResponse(
+        OpenApiTypes.BINARY,
+        description="The PNG, with its recipe in text chunks: image/png, or application/octet-stream with `?download`.",
+    )
+    for media_type in ("image/png", "application/octet-stream")
+}
+
+
 class ImageFileView(APIView):
     @extend_schema(
         parameters=[
@@ -76,22 +85,19 @@ class ImageFileView(APIView):
                 "download",
                 OpenApiTypes.STR,
                 OpenApiParameter.QUERY,
-                description="Present (any value): served as an attachment.",
+                description="Present (any value): served as an attachment named `<job>-<index>.png`, "
+                "as application/octet-stream.",
             )
         ],
-        responses={
-            (200, "image/png"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The PNG, with its recipe in text chunks."
-            ),
-            **errors(401, 404),
-        },
+        responses={**PNG_RESPONSES, **errors(401, 404)},
         summary="Download the PNG",
     )
     def get(self, request: Request, pk: str) -> FileResponse:
         image = get_object_or_404(visible_to(request, GeneratedImage.objects.all()), pk=pk)
+        download = "download" in request.query_params
         return FileResponse(
             image.file.open("rb"),
-            content_type="image/png",
-            as_attachment="download" in request.query_params,
+            content_type="application/octet-stream" if download else "image/png",
+            as_attachment=download,
             filename=f"{image.job_id}-{image.index}.png",
         )

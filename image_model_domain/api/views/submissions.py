@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework.parsers import FormParser, MultiPartParser
+from drf_spectacular.utils import OpenApiExample, OpenApiRequest, extend_schema
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataset_domain.models import Dataset
 from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.generation_inputs import ImageToImageSerializer, TextToImageSerializer
 from image_model_domain.api.parsers import BoundedJSONParser
-from image_model_domain.api.serializers import GenerationInput, LegacyRandomDiffusionInput, RandomDiffusionInput
+from image_model_domain.api.serializers import LegacyRandomDiffusionInput, RandomDiffusionInput
 from image_model_domain.api.views.common import (
     IDEMPOTENCY_KEY,
     JOB_ACCEPTED,
@@ -28,16 +29,27 @@ from image_model_domain.jobs import job_create_generation, job_create_random_dif
 
 
 class GenerationCreateView(APIView):
-    parser_classes = [BoundedJSONParser, MultiPartParser, FormParser]
+    """JSON is text-to-image; a multipart form (with `init_image`) is image-to-image. Nothing else is read."""
+
+    parser_classes = [BoundedJSONParser, MultiPartParser]
     throttle_classes = [SubmissionThrottle]
     throttle_scope = "submissions"
 
     @extend_schema(
-        request=GenerationInput,
+        request={
+            "application/json": TextToImageSerializer,
+            "multipart/form-data": OpenApiRequest(
+                ImageToImageSerializer, encoding={"loras": {"contentType": "application/json"}}
+            ),
+        },
         parameters=[IDEMPOTENCY_KEY, LOCATION, RETRY_AFTER],
         responses={202: JOB_ACCEPTED, **errors(*SUBMISSION_ERRORS)},
         summary="Text-to-image or image-to-image with LoRAs",
-        description="JSON for text-to-image; a multipart form with `init_image` for image-to-image.",
+        description=(
+            "A JSON body (TextToImageRequest) is text-to-image. A multipart form (ImageToImageRequest) with "
+            "`init_image` is image-to-image: one text part per field, `loras` as JSON (one part with the list, or "
+            "one part per adapter with its object)."
+        ),
         examples=[
             OpenApiExample(
                 "Text to image",
@@ -54,7 +66,8 @@ class GenerationCreateView(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        data = GenerationInput(data=request.data)
+        multipart = (request.content_type or "").startswith("multipart/")
+        data = (ImageToImageSerializer if multipart else TextToImageSerializer)(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         job = job_create_generation(
