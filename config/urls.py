@@ -1,7 +1,5 @@
-from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
-from django.views.static import serve
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.health import healthz, readyz
@@ -19,6 +17,6 @@ urlpatterns = [
     path("api/v1/", include("dataset_domain.api_urls")),
     path("api/image_model_domain/v1/", include("image_model_domain.api.legacy_urls")),
     path("", include("web.urls")),
-    # Generated images and dataset files. Behind a reverse proxy in production, it serves MEDIA_ROOT itself.
-    re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}),
+    # Note: MEDIA_ROOT is not served. Generated images, init images and dataset images are read
+    # through the API, which checks who may see them (image_model_domain/api/files.py).
 ]

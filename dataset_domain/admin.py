@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
 
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset, DatasetImage
 from image_model_domain.admin import thumbnail
+
+
+def dataset_image_url(image: DatasetImage) -> str | None:
+    return reverse("dataset-image-file", args=[image.dataset_id, image.pk]) if image.image else None
 
 
 class DatasetImageInline(admin.TabularInline):
@@ -18,7 +23,7 @@ class DatasetImageInline(admin.TabularInline):
 
     @admin.display(description="preview")
     def preview(self, obj: DatasetImage) -> str:
-        return thumbnail(obj.image, 64)
+        return thumbnail(dataset_image_url(obj), 64)
 
 
 @admin.register(Dataset)
@@ -41,7 +46,7 @@ class DatasetImageAdmin(admin.ModelAdmin):
 
     @admin.display(description="preview")
     def preview(self, obj: DatasetImage) -> str:
-        return thumbnail(obj.image)
+        return thumbnail(dataset_image_url(obj))
 
     def save_model(self, request, obj: DatasetImage, form, change: bool) -> None:  # noqa: ANN001
         if "image" in form.changed_data:

@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -16,10 +18,12 @@ from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from dataset_domain.datasets import dataset_create, dataset_image_add
 from dataset_domain.models import Dataset, DatasetImage
 from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.files import media_file_response
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.permissions import IsStaffOrReadOnly
 from image_model_domain.api.strict import RejectUnknownFields
@@ -34,7 +38,7 @@ DATASET_EXAMPLE: dict[str, Any] = {
 DATASET_IMAGE_EXAMPLE: dict[str, Any] = {
     "id": 1,
     "dataset": 1,
-    "url": "https://diffusion.example.com/media/datasets/sample/sunset-hills.png",
+    "url": "https://diffusion.example.com/api/v1/datasets/1/images/1/file/",
     "width": 192,
     "height": 128,
     "sha256": "22ac1f2c759d73d7dcfff2260a2e181386a464f7413d4a1eb7817c0aaab84222",
@@ -64,8 +68,9 @@ class DatasetImageOutput(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, image: DatasetImage) -> str:
+        url = reverse("dataset-image-file", args=[image.dataset_id, image.pk])
         request = self.context.get("request")
-        return request.build_absolute_uri(image.image.url) if request else image.image.url
+        return request.build_absolute_uri(url) if request else url
 
 
 class DatasetImageInput(RejectUnknownFields, serializers.Serializer):
@@ -164,3 +169,18 @@ class DatasetImageListView(generics.ListAPIView):
         data.is_valid(raise_exception=True)
         image = dataset_image_add(dataset=dataset, file=data.validated_data["image"])
         return Response(DatasetImageOutput(image, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetImageFileView(APIView):
+    permission_classes = [IsStaffOrReadOnly]
+
+    @extend_schema(
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The dataset image as uploaded."),
+            **errors(401, 404),
+        },
+        summary="A dataset image's file",
+    )
+    def get(self, request: Request, pk: int, image_pk: int) -> HttpResponse:
+        image = get_object_or_404(DatasetImage, pk=image_pk, dataset_id=pk)
+        return media_file_response(image.image, filename=image.image.name.rsplit("/", 1)[-1])

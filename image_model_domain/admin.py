@@ -4,16 +4,22 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from image_model_domain.jobs import job_cancel, job_retry
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, LoraAdapter
 
 
-def thumbnail(file_field, size: int = 96) -> str:  # noqa: ANN001
-    if not file_field:
+def thumbnail(url: str | None, size: int = 96) -> str:
+    """An <img> of a file through its API view (staff read everything there; /media/ is not served)."""
+    if not url:
         return "-"
-    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', file_field.url, size, size)
+    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
+
+
+def generated_image_url(image: GeneratedImage) -> str | None:
+    return reverse("image-file", args=[image.pk]) if image.file else None
 
 
 @admin.register(DLModel)
@@ -42,7 +48,7 @@ class GeneratedImageInline(admin.TabularInline):
 
     @admin.display(description="image")
     def preview(self, obj: GeneratedImage) -> str:
-        return thumbnail(obj.file, 64)
+        return thumbnail(generated_image_url(obj), 64)
 
 
 @admin.register(GenerationJob)
@@ -86,8 +92,8 @@ class GeneratedImageAdmin(admin.ModelAdmin):
 
     @admin.display(description="image")
     def preview(self, obj: GeneratedImage) -> str:
-        return thumbnail(obj.file)
+        return thumbnail(generated_image_url(obj))
 
     @admin.display(description="image")
     def preview_large(self, obj: GeneratedImage) -> str:
-        return thumbnail(obj.file, 512)
+        return thumbnail(generated_image_url(obj), 512)

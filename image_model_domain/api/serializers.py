@@ -183,6 +183,7 @@ class JobOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", allow_null=True, default=None)
     progress = serializers.SerializerMethodField()
     position = serializers.SerializerMethodField()
+    init_image = serializers.SerializerMethodField(help_text="Image-to-image: the start image's URL.")
     images = ImageOutput(many=True, read_only=True, source="images_in_order", help_text="In index order.")
 
     class Meta:
@@ -212,8 +213,17 @@ class JobOutput(serializers.ModelSerializer):
             "save_s",
             "error",
             "webhook_url",
+            "init_image",
             "images",
         ]
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_init_image(self, job: GenerationJob) -> str | None:
+        if not job.init_image:
+            return None
+        url = reverse("job-init-image", args=[job.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
 
     @extend_schema_field(ProgressOutput)
     def get_progress(self, job: GenerationJob) -> dict[str, Any]:

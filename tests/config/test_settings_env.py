@@ -41,6 +41,7 @@ def django_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
         ({"DIFFUSION_BATCH_SIZE": "four"}, "DIFFUSION_BATCH_SIZE"),
         ({"DIFFUSION_MODEL_QUEUES": "no-equals-sign"}, "DIFFUSION_MODEL_QUEUES"),
         ({"API_SUBMISSION_RATE": "fast"}, "API_SUBMISSION_RATE"),
+        ({"MEDIA_ACCEL_REDIRECT": "protected-media"}, "MEDIA_ACCEL_REDIRECT"),
         ({"API_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "API_TRUSTED_PROXIES"),
         ({"API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP": "0"}, "API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP"),
     ],

@@ -40,7 +40,8 @@ def test_image_lists_show_thumbnails(admin_client: Client) -> None:
     job = make_job(None, "a fox")
     page = admin_client.get("/admin/image_model_domain/generatedimage/").content.decode()
     for image in job.images.all():
-        assert f'<img src="{image.file.url}"' in page
+        assert f'<img src="/api/v1/images/{image.pk}/file/"' in page
+        assert admin_client.get(f"/api/v1/images/{image.pk}/file/").status_code == 200  # staff read every file
 
 
 def test_cancel_and_retry_actions(admin_client: Client) -> None:

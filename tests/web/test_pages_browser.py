@@ -267,6 +267,11 @@ def test_it_asks_for_a_login_when_anonymous_use_is_off_and_staff_upload_images(
     expect(page.locator("#dataset-upload [data-error]")).to_contain_text("pyproject.toml")
     expect(page.locator('[data-dataset="uploads"]')).to_contain_text("1 image")
     expect(page.locator('[data-dataset="uploads"] img')).to_have_count(1)
+    # The thumbnail is read through the API (no /media/): it must actually load.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-dataset="uploads"] img')]
+            .every((img) => img.complete && img.naturalWidth > 0)"""
+    )
     screenshot(page, "datasets")
 
     page.get_by_role("button", name="Sign out").click()

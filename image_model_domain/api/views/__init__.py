@@ -22,7 +22,14 @@ from image_model_domain.api.views.common import (
     visible_to,
 )
 from image_model_domain.api.views.images import ImageDetailView, ImageFileView, ImageFilter, ImageListView
-from image_model_domain.api.views.jobs import JobCancelView, JobDetailView, JobFilter, JobListView, QueueView
+from image_model_domain.api.views.jobs import (
+    JobCancelView,
+    JobDetailView,
+    JobFilter,
+    JobInitImageView,
+    JobListView,
+    QueueView,
+)
 from image_model_domain.api.views.registry import (
     CachedRegistryList,
     DLModelDetailView,
@@ -58,6 +65,7 @@ __all__ = [
     "JobCancelView",
     "JobDetailView",
     "JobFilter",
+    "JobInitImageView",
     "JobListView",
     "LegacyRandomDiffusionView",
     "LoraDetailView",

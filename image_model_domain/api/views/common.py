@@ -97,6 +97,7 @@ JOB_EXAMPLE: dict[str, Any] = {
     "save_s": None,
     "error": "",
     "webhook_url": "",
+    "init_image": None,
     "images": [],
 }
 FINISHED_JOB_EXAMPLE: dict[str, Any] = {

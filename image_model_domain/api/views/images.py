@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.files import media_file_response
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import ImageOutput
 from image_model_domain.api.views.common import IMAGE_EXAMPLE, visible_to
@@ -92,11 +93,11 @@ class ImageFileView(APIView):
         responses={**PNG_RESPONSES, **errors(401, 404)},
         summary="Download the PNG",
     )
-    def get(self, request: Request, pk: str) -> FileResponse:
+    def get(self, request: Request, pk: str) -> HttpResponse:
         image = get_object_or_404(visible_to(request, GeneratedImage.objects.all()), pk=pk)
         download = "download" in request.query_params
-        return FileResponse(
-            image.file.open("rb"),
+        return media_file_response(
+            image.file,
             content_type="application/octet-stream" if download else "image/png",
             as_attachment=download,
             filename=f"{image.job_id}-{image.index}.png",

@@ -6,8 +6,10 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.exceptions import NotFound
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from image_model_domain.api.errors import error_responses as errors
+from image_model_domain.api.files import media_file_response
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
 from image_model_domain.api.views.common import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE, visible_to
@@ -88,6 +91,22 @@ class JobDetailView(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance: GenerationJob) -> None:
         job_delete(job=instance)
+
+
+class JobInitImageView(APIView):
+    @extend_schema(
+        responses={
+            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image-to-image job's start image."),
+            **errors(401, 404),
+        },
+        summary="An image-to-image job's init image",
+    )
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        job = get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk)
+        if not job.init_image:
+            raise NotFound("This job has no init image.")
+        extension = job.init_image.name.rsplit(".", 1)[-1] if "." in job.init_image.name else "png"
+        return media_file_response(job.init_image, filename=f"{job.pk}-init.{extension}")
 
 
 class JobCancelView(APIView):

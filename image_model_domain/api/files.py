@@ -1,0 +1,39 @@
+"""Stored files answered only by views that have checked who may read them; /media/ is not served.
+
+In production the web process can hand the bytes to the reverse proxy instead of reading them
+itself: with MEDIA_ACCEL_REDIRECT set (e.g. /protected-media/), the view answers an empty response
+with `X-Accel-Redirect: /protected-media/<name>`, and nginx serves that `internal` location from
+MEDIA_ROOT (see the README). Clients can never request that location directly.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404, HttpResponse
+from django.utils.http import content_disposition_header
+
+
+def media_file_response(
+    file: FieldFile, *, filename: str, as_attachment: bool = False, content_type: str | None = None
+) -> HttpResponse:
+    """The file's bytes (or an X-Accel-Redirect to them); 404 when the row has no file or it is gone."""
+    if not file or not file.storage.exists(file.name):
+        raise Http404("The file is gone.")
+    content_type = content_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    prefix = settings.MEDIA_ACCEL_REDIRECT
+    if prefix:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + quote(file.name)
+        response["Content-Disposition"] = content_disposition_header(as_attachment, filename)
+    else:
+        response = FileResponse(
+            file.open("rb"), content_type=content_type, as_attachment=as_attachment, filename=filename
+        )
+    # Private files: shared caches must not keep them for another client.
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
