@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from image_model_domain.jobs import job_cancel, job_create_generation
 from image_model_domain.models import GeneratedImage, GenerationJob
-from tests.conftest import ROOT, wait_for_job
+from tests.conftest import ROOT, session_queue, wait_for_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -276,3 +276,36 @@ def test_it_asks_for_a_login_when_anonymous_use_is_off_and_staff_upload_images(
 
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
+
+
+def test_the_generate_button_is_ready_again_after_a_submit_so_more_jobs_can_be_queued(
+    page, dev_models, settings
+) -> None:  # noqa: ANN001
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # the jobs stay queued
+    page.goto("/")
+    page.select_option("#model", "tiny-sd-a")
+    page.get_by_label("Steps").fill("4")
+    button = page.get_by_role("button", name="Generate")
+    try:
+        for number, prompt in enumerate(["a first fox", "a second fox"], start=1):
+            page.get_by_label("Prompt", exact=True).fill(prompt)
+            button.click()
+            expect(page.locator("#job-status")).to_contain_text("Queued")
+            expect(button).to_be_enabled()  # while the job just sent waits or runs
+            assert GenerationJob.objects.count() == number
+        assert set(GenerationJob.objects.values_list("params__prompt", flat=True)) == {"a first fox", "a second fox"}
+    finally:
+        for job in GenerationJob.objects.all():
+            job_cancel(job=job)
+
+
+def test_the_datasets_page_count_matches_the_images_it_shows(page, sample_dataset) -> None:  # noqa: ANN001
+    total = sample_dataset.images.count()
+    assert total > 8  # more than the card's first row of thumbnails
+    page.goto("/datasets/")
+    card = page.locator('[data-dataset="sample"]')
+    expect(card.locator("img.thumb")).to_have_count(8)
+    expect(card.locator("[data-count]")).to_have_text(f"{total} images, the first 8 shown")
+    card.get_by_role("button", name=f"Show all {total} images").click()
+    expect(card.locator("img.thumb")).to_have_count(total)
+    expect(card.locator("[data-count]")).to_have_text(f"{total} images")

@@ -199,6 +199,8 @@ window.DS = (() => {
     status.textContent = "Sending…";
     try {
       const job = await send();
+      // Ready for the next job at once: jobs queue on the server, the form need not wait for this one.
+      submit.disabled = false;
       show(job);
       return pollJob(job.id, show, (error) => {
         status.textContent = `Lost touch with the job: ${error.message} Retrying…`;

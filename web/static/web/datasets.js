@@ -15,23 +15,51 @@
     return messages.length ? messages.join(" ") : error.message;
   }
 
+  function thumbs(images) {
+    return h("ul", { class: "thumb-row" }, images.map((image) => h("li", {}, h("img", { class: "thumb", src: image.url, alt: `Image ${image.id}, ${image.width}×${image.height}`, loading: "lazy" }))));
+  }
+
+  function countText(total, shown) {
+    const all = `${total} image${total === 1 ? "" : "s"}`;
+    return shown < total ? `${all}, the first ${shown} shown` : all;
+  }
+
+  // The card shows the first THUMBS images and says so; "Show all" fetches the rest, so the count
+  // and the thumbnails never disagree.
   async function datasetCard(dataset) {
-    let images = [];
+    let page = { count: dataset.image_count, results: [] };
     try {
-      images = (await api(`datasets/${dataset.id}/images/?limit=${THUMBS}`)).results;
+      page = await api(`datasets/${dataset.id}/images/?limit=${THUMBS}`);
     } catch (error) {
       // The card still shows the name and count.
+    }
+    const count = h("p", { class: "muted", "data-count": "" }, countText(page.count, page.results.length));
+    const row = page.results.length ? thumbs(page.results) : null;
+    let more = null;
+    if (page.results.length && page.results.length < page.count) {
+      more = h("button", { class: "button", type: "button" }, `Show all ${page.count} images`);
+      more.addEventListener("click", async () => {
+        more.disabled = true;
+        try {
+          const all = await api(`datasets/${dataset.id}/images/?limit=1000`);
+          row.replaceWith(thumbs(all.results));
+          count.textContent = countText(all.count, all.results.length);
+          more.remove();
+        } catch (error) {
+          more.disabled = false;
+          showError(errorBox, error);
+        }
+      });
     }
     return h(
       "section",
       { class: "card", "data-dataset": dataset.name },
       h("h2", {}, dataset.name),
       dataset.description ? h("p", {}, dataset.description) : null,
-      h("p", { class: "muted" }, `${dataset.image_count} image${dataset.image_count === 1 ? "" : "s"}`),
-      images.length
-        ? h("ul", { class: "thumb-row" }, images.map((image) => h("li", {}, h("img", { class: "thumb", src: image.url, alt: `Image ${image.id}, ${image.width}×${image.height}`, loading: "lazy" }))))
-        : null,
-      dataset.image_count ? h("p", {}, h("a", { href: `/random/?dataset=${dataset.id}` }, `Random diffusion over ${dataset.name}`)) : null,
+      count,
+      row,
+      more,
+      page.count ? h("p", {}, h("a", { href: `/random/?dataset=${dataset.id}` }, `Random diffusion over ${dataset.name}`)) : null,
     );
   }
 
