@@ -23,12 +23,6 @@ from image_model_domain.caching import registry_list_key
 from image_model_domain.models import DLModel, LoraAdapter
 
 
-@registry_list_schema(
-    DLModelSerializer,
-    "model",
-    MODEL_EXAMPLE,
-    {"name": "sd15", "source": "stable-diffusion-v1-5/stable-diffusion-v1-5", "family": "sd1", "resolution": 512},
-)
 class CachedRegistryList(generics.ListCreateAPIView):
     """Registry lists from the cache; any save or delete of a row bumps the key's version."""
 
@@ -43,6 +37,12 @@ class CachedRegistryList(generics.ListCreateAPIView):
         return Response(data)
 
 
+@registry_list_schema(
+    DLModelSerializer,
+    "model",
+    MODEL_EXAMPLE,
+    {"name": "sd15", "source": "stable-diffusion-v1-5/stable-diffusion-v1-5", "family": "sd1", "resolution": 512},
+)
 class DLModelListView(CachedRegistryList):
     cache_kind = "models"
     pagination_class = Pagination

@@ -55,10 +55,11 @@ class GenerationCreateView(APIView):
                 "Text to image",
                 value={
                     "prompt": "a red fox in the snow, watercolour",
+                    "model": "tiny-sd-a",
                     "num_images": 1,
                     "steps": 25,
                     "seed": 1234,
-                    "loras": [{"name": "ink", "scale": 0.5}],
+                    "loras": [{"name": "tiny-lora-ink", "scale": 0.8}, {"name": "tiny-lora-glow", "scale": 0.5}],
                 },
                 request_only=True,
                 media_type="application/json",
