@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from services.devices import free_memory, is_out_of_memory, resolve_device
 from services.loras import LoraCache
 from services.pipelines import PipelineRegistry, ResidentModel
+from services.prompts import encode_in_windows, needs_windows, window_count
 from services.schedulers import scheduler_create
 from services.steps import denoising_steps
 from services.types import (
@@ -72,7 +74,7 @@ class DiffusersProcessor:
         resident, stats.load_s = self.pipelines.get(request.model)
         self.loras.activate(resident, request.loras)
         try:
-            for batch in self._batches(request.items, request.batch_size):
+            for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
                 started = time.perf_counter()
                 outputs = self._run_with_memory_retry(resident, request, batch, on_step)
                 stats.inference_s += time.perf_counter() - started
@@ -84,9 +86,20 @@ class DiffusersProcessor:
         return stats
 
     @staticmethod
-    def _batches(items: list[ImageTask], batch_size: int) -> list[list[ImageTask]]:
-        """Items of one size (and kind) run together; each keeps its own seed, so batching never changes pixels."""
-        key = lambda item: (item.init_image is not None, item.width, item.height)  # noqa: E731
+    def _windows_of(resident: ResidentModel) -> Callable[[ImageTask], int]:
+        """How many 75-token prompt windows an item needs (1 for SDXL, whose prompts are not windowed)."""
+        tokenizer = resident.text2img.tokenizer
+        if resident.spec.family == "sdxl":
+            return lambda item: 1
+        return lambda item: max(window_count(tokenizer, item.prompt), window_count(tokenizer, item.negative_prompt))
+
+    @staticmethod
+    def _batches(
+        items: list[ImageTask], batch_size: int, windows: Callable[[ImageTask], int] = lambda item: 1
+    ) -> list[list[ImageTask]]:
+        """Items of one size, kind and prompt length (in windows) run together; each keeps its own seed,
+        and no prompt is padded with windows it would not have alone, so batching never changes pixels."""
+        key = lambda item: (item.init_image is not None, item.width, item.height, windows(item))  # noqa: E731
         batches = []
         for _, group in itertools.groupby(sorted(items, key=key), key=key):
             group = list(group)
@@ -145,8 +158,7 @@ class DiffusersProcessor:
         if on_step is not None and not on_step(0):
             raise Cancelled()
         kwargs: dict[str, Any] = {
-            "prompt": [item.prompt for item in batch],
-            "negative_prompt": [item.negative_prompt for item in batch],
+            **self._prompts(resident, pipe, request, batch),
             "num_inference_steps": request.steps,
             "guidance_scale": request.guidance_scale,
             # CPU generators, one per image: the same seed gives the same noise on any device and in any batch.
@@ -167,6 +179,21 @@ class DiffusersProcessor:
             Output(image=image, recipe=self._recipe(resident, request, item, image), meta=item.meta)
             for item, image in zip(batch, images, strict=True)
         ]
+
+    @staticmethod
+    def _prompts(
+        resident: ResidentModel, pipe: Any, request: GenerationRequest, batch: list[ImageTask]
+    ) -> dict[str, Any]:
+        """Prompts as text, or, when one is longer than CLIP's 77 tokens, as embeddings of 75-token windows."""
+        prompts = [item.prompt for item in batch]
+        negative = [item.negative_prompt for item in batch]
+        if resident.spec.family == "sdxl" or not needs_windows(pipe.tokenizer, prompts + negative):
+            return {"prompt": prompts, "negative_prompt": negative}
+        with torch.inference_mode():
+            embeds, negative_embeds = encode_in_windows(
+                pipe, prompts, negative, lora_scale=request.lora_scale if request.loras else None
+            )
+        return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
 
     def _recipe(
         self, resident: ResidentModel, request: GenerationRequest, item: ImageTask, image: Any
