@@ -218,6 +218,14 @@ if WORKER_HEARTBEAT_TIMEOUT_S <= WORKER_HEARTBEAT_INTERVAL_S:
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808, minimum=0, maximum=65535)  # 0: off
 RECONCILE_INTERVAL_S = env_int("RECONCILE_INTERVAL_S", 60, minimum=1)
 
+# Live job events (GET /api/v1/jobs/{id}/events/): a Redis Stream per job, written by workers and
+# read by the web tier; without Redis the endpoint polls the job row instead.
+JOB_EVENTS_MAX_S = env_int("JOB_EVENTS_MAX_S", 900, minimum=1)  # one stream's lifetime; clients reconnect
+JOB_EVENTS_TTL_S = env_int("JOB_EVENTS_TTL_S", 3600, minimum=60)  # a job's events kept after its last one
+JOB_EVENTS_MAXLEN = env_int("JOB_EVENTS_MAXLEN", 10000, minimum=100)  # events kept per job (oldest trimmed)
+PREVIEW_EVERY_STEPS = env_int("PREVIEW_EVERY_STEPS", 5, minimum=1)  # for jobs submitted with preview: true
+JOB_EVENTS_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "diffusion") + ":job-events"
+
 # Webhooks: signed with HMAC-SHA256 over the body (header X-Diffusion-Signature).
 WEBHOOK_SECRET = env_str("WEBHOOK_SECRET", SECRET_KEY)
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", default=False)

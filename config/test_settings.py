@@ -9,6 +9,7 @@ os.environ.setdefault("DJANGO_ENV", "test")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/diffusion")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("JOB_PROGRESS_INTERVAL_S", "0.05")
+os.environ.setdefault("PREVIEW_EVERY_STEPS", "2")
 # One test session's database and queues are its own (its worker subprocesses inherit these), so
 # two sessions on one machine never take each other's messages or drop each other's database.
 os.environ.setdefault("TEST_SESSION", str(os.getpid()))

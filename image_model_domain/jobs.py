@@ -18,6 +18,7 @@ from django.utils import timezone
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset
 from image_model_domain.caching import job_forget
+from image_model_domain.events import event_publish, events_forget, final_event, positions_publish, queue_position
 from image_model_domain.models import ACTIVE_STATUSES, DLModel, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
 from image_model_domain.seeds import random_diffusion_plan, seed_resolve
@@ -77,6 +78,7 @@ def job_enqueue(*, job: GenerationJob) -> None:
                 "nothing was kept, try again shortly."
             ) from error
         GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+        event_publish(job.pk, "queued", {"position": queue_position(job)})
         if job.attempts == 0:
             from config.metrics import JOBS_CREATED
 
@@ -175,6 +177,7 @@ def job_create_generation(
     idempotency_key: str = "",
     webhook_url: str = "",
     client_ip: str | None = None,
+    preview: bool = False,
 ) -> GenerationJob:
     """Text-to-image, or image-to-image when an init image is given."""
     model = dlmodel_get_enabled(name=model_name) if model_name else dlmodel_default()
@@ -202,6 +205,7 @@ def job_create_generation(
         "loras": _resolve_loras(model, loras or []),
         "lora_scale": lora_scale,
         "strength": strength if init_image is not None else None,
+        "preview": preview,
     }
     checked = image_check(init_image, field="init_image") if init_image is not None else None
     request_hash = _request_hash(
@@ -251,6 +255,7 @@ def job_create_random_diffusion(
     idempotency_key: str = "",
     webhook_url: str = "",
     client_ip: str | None = None,
+    preview: bool = False,
 ) -> GenerationJob:
     """img2img over a dataset's images, each with a prompt and a model drawn from the request seed."""
     if not prompt_list:
@@ -284,6 +289,7 @@ def job_create_random_diffusion(
         "guidance_scale": guidance_scale,
         "scheduler": scheduler,
         "batch_size": batch_size or settings.DIFFUSION_BATCH_SIZE,
+        "preview": preview,
     }
     request_hash = _request_hash({**request, "seed": seed, "webhook_url": webhook_url})
     existing = _existing_for_key(owner, idempotency_key, request_hash)
@@ -321,6 +327,8 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
         from image_model_domain.webhooks import webhook_schedule
 
         webhook_schedule(job_id=job.pk)
+        event_publish(job.pk, *final_event(JobStatus.CANCELLED, "Cancelled before it started."))
+        positions_publish(after=job.queued_at)
     else:
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
     job.refresh_from_db()
@@ -333,6 +341,7 @@ def job_retry(*, job: GenerationJob) -> GenerationJob:
         raise ValidationError({"status": f"Only failed or cancelled jobs can be retried; this one is {job.status}."})
     with transaction.atomic():
         job_forget(job.pk)
+        events_forget(job.pk)
         for image in job.images.all():
             image_delete(image=image)
         GenerationJob.objects.filter(pk=job.pk).update(
@@ -364,13 +373,20 @@ def job_delete(*, job: GenerationJob) -> None:
     """Delete a job with its images and files; a running job is cancelled first."""
     if job.status == JobStatus.RUNNING:
         job_cancel(job=job)
+    was_active = job.status in ACTIVE_STATUSES
     with transaction.atomic():
         files = [(image.file.storage, image.file.name) for image in job.images.all()]
         if job.init_image:
             files.append((job.init_image.storage, job.init_image.name))
+        job_id, queued_at = job.pk, job.queued_at
         job.delete()
-        job_forget(job.pk)
+        job_forget(job_id)
         transaction.on_commit(lambda: [storage.delete(name) for storage, name in files])
+    if was_active:  # a client watching it is told; its worker, if any, stops at its next step
+        event_publish(job_id, *final_event(JobStatus.CANCELLED, "Deleted."))
+        positions_publish(after=queued_at)
+    else:
+        events_forget(job_id)
 
 
 def queue_jobs() -> QuerySet[GenerationJob]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from datetime import timedelta
@@ -11,6 +12,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from image_model_domain.events import event_publish, final_event, positions_publish
 from image_model_domain.models import GenerationJob, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
     with transaction.atomic():
         for image in job.images.all():
             image_delete(image=image)
+    event_publish(job_id, "started", {"attempt": job.attempts, "total": job.progress_total})
+    positions_publish()
     return job
 
 
@@ -59,6 +63,8 @@ class ProgressReporter:
     def step(self, increment: int = 1) -> bool:
         """Record steps done; return False when the job has been asked to stop."""
         self.done = min(self.total, self.done + increment)
+        if increment:
+            event_publish(self.job_id, "progress", {"step": self.done, "total": self.total})
         now = time.monotonic()
         if now - self._last_write >= self.interval_s or self.done >= self.total:
             self._last_write = now
@@ -66,6 +72,14 @@ class ProgressReporter:
         # None: the job was deleted while running, which stops it as a cancel would.
         cancel = GenerationJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
         return cancel is False
+
+    def preview(self, images: list[tuple[dict, bytes]]) -> None:
+        """Publish previews ([(an image's meta, JPEG bytes)]) as one event, inline as data: URLs."""
+        encoded = [
+            {"index": meta["index"], "data": "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()}
+            for meta, jpeg in images
+        ]
+        event_publish(self.job_id, "preview", {"step": self.done, "total": self.total, "images": encoded})
 
 
 def job_finish(*, job_id: str, status: str, error: str = "", **timings: float | None) -> bool:
@@ -79,6 +93,7 @@ def job_finish(*, job_id: str, status: str, error: str = "", **timings: float | 
     if finished:
         from image_model_domain.webhooks import webhook_schedule
 
+        event_publish(job_id, *final_event(status, error[:4000]))
         webhook_schedule(job_id=job_id)
     return bool(finished)
 

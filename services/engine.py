@@ -25,6 +25,7 @@ from services.types import (
     ModelSpec,
     OutOfMemory,
     Output,
+    PreviewCallback,
     RunStats,
     StepCallback,
 )
@@ -68,15 +69,21 @@ class DiffusersProcessor:
             self.pipelines.get(spec)
 
     def generate(
-        self, request: GenerationRequest, *, on_step: StepCallback | None = None, on_batch: BatchCallback | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        on_step: StepCallback | None = None,
+        on_batch: BatchCallback | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> RunStats:
         stats = RunStats()
+        on_preview = on_preview if request.preview_every else None
         resident, stats.load_s = self.pipelines.get(request.model)
         self.loras.activate(resident, request.loras)
         try:
             for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
                 started = time.perf_counter()
-                outputs = self._run_with_memory_retry(resident, request, batch, on_step)
+                outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview)
                 stats.inference_s += time.perf_counter() - started
                 stats.images += len(outputs)
                 if on_batch is not None:
@@ -107,10 +114,15 @@ class DiffusersProcessor:
         return batches
 
     def _run_with_memory_retry(
-        self, resident: ResidentModel, request: GenerationRequest, batch: list[ImageTask], on_step: StepCallback | None
+        self,
+        resident: ResidentModel,
+        request: GenerationRequest,
+        batch: list[ImageTask],
+        on_step: StepCallback | None,
+        on_preview: PreviewCallback | None = None,
     ) -> list[Output]:
         try:
-            return self._run_batch(resident, request, batch, on_step)
+            return self._run_batch(resident, request, batch, on_step, on_preview)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -123,7 +135,9 @@ class DiffusersProcessor:
         self.pipelines.evict_all_but(request.model.name)
         free_memory()
         try:
-            return [output for item in batch for output in self._run_batch(resident, request, [item], on_step)]
+            return [
+                output for item in batch for output in self._run_batch(resident, request, [item], on_step, on_preview)
+            ]
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -134,7 +148,12 @@ class DiffusersProcessor:
             ) from error
 
     def _run_batch(
-        self, resident: ResidentModel, request: GenerationRequest, batch: list[ImageTask], on_step: StepCallback | None
+        self,
+        resident: ResidentModel,
+        request: GenerationRequest,
+        batch: list[ImageTask],
+        on_step: StepCallback | None,
+        on_preview: PreviewCallback | None = None,
     ) -> list[Output]:
         img2img = batch[0].init_image is not None
         pipe = resident.img2img if img2img else resident.text2img
@@ -142,8 +161,10 @@ class DiffusersProcessor:
         cancelled = False
         expected = denoising_steps(request.steps, request.strength if img2img else None)
 
+        done = 0  # denoising steps finished in this batch
+
         def step_end(pipeline: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-            nonlocal cancelled
+            nonlocal cancelled, done
             # Some schedulers call back more often than they step (Heun twice per step, PNDM once
             # more at the start): count a step where diffusers' own progress bar does, so progress
             # ends at exactly denoising_steps(); the cancel flag is still read on every call.
@@ -153,6 +174,10 @@ class DiffusersProcessor:
             if on_step is not None and not on_step(len(batch) if finished_step else 0):
                 cancelled = True
                 pipeline._interrupt = True  # the documented way to stop a pipeline between steps
+            elif on_preview is not None and finished_step:
+                done += 1
+                if done % request.preview_every == 0:
+                    self._preview(resident, batch, callback_kwargs.get("latents"), on_preview)
             return callback_kwargs
 
         if on_step is not None and not on_step(0):
@@ -194,6 +219,20 @@ class DiffusersProcessor:
                 pipe, prompts, negative, lora_scale=request.lora_scale if request.loras else None
             )
         return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
+
+    @staticmethod
+    def _preview(resident: ResidentModel, batch: list[ImageTask], latents: Any, on_preview: PreviewCallback) -> None:
+        """A preview never fails the job: it is a convenience beside the real images."""
+        from services.previews import preview_jpegs
+
+        if latents is None:
+            return
+        try:
+            jpegs = preview_jpegs(latents, resident.spec.family, (batch[0].width, batch[0].height))
+            if jpegs:
+                on_preview([(item.meta, jpeg) for item, jpeg in zip(batch, jpegs, strict=True)])
+        except Exception:
+            logger.exception("preview of %s failed", resident.spec.name)
 
     def _recipe(
         self, resident: ResidentModel, request: GenerationRequest, item: ImageTask, image: Any

@@ -53,6 +53,7 @@ class GenerationRequest:
     loras: tuple[LoraSpec, ...] = ()
     lora_scale: float = 1.0
     batch_size: int = 4
+    preview_every: int = 0  # denoising steps between two previews; 0: none
 
 
 @dataclass
@@ -83,13 +84,19 @@ class ModelUnavailable(Exception):
 
 StepCallback = Callable[[int], bool]  # steps done since the last call -> keep going?
 BatchCallback = Callable[[list[Output]], None]
+PreviewCallback = Callable[[list[tuple[dict[str, Any], bytes]]], None]  # [(an item's meta, JPEG bytes)]
 
 
 class Processor(Protocol):
     """What tasks call. Diffusers is the first backend; a remote one can stand in its place."""
 
     def generate(
-        self, request: GenerationRequest, *, on_step: StepCallback | None = None, on_batch: BatchCallback | None = None
+        self,
+        request: GenerationRequest,
+        *,
+        on_step: StepCallback | None = None,
+        on_batch: BatchCallback | None = None,
+        on_preview: PreviewCallback | None = None,
     ) -> RunStats: ...
 
     def preload(self, models: list[ModelSpec]) -> None: ...

@@ -17,6 +17,7 @@ from django.db import OperationalError
 
 from config.logs import current_job
 from dataset_domain.models import DatasetImage
+from image_model_domain.events import events_publish, image_event
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
 from image_model_domain.seeds import image_seed
@@ -71,7 +72,9 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
     status, error = JobStatus.SUCCEEDED, ""
     try:
         for request in build_requests(job):
-            stats = processor().generate(request, on_step=reporter.step, on_batch=recorder.save)
+            stats = processor().generate(
+                request, on_step=reporter.step, on_batch=recorder.save, on_preview=reporter.preview
+            )
             load_s += stats.load_s
             inference_s += stats.inference_s
     except Cancelled:
@@ -132,6 +135,7 @@ def build_requests(job: GenerationJob) -> list:
                     strength=params["strength"],
                     scheduler=params["scheduler"] or model.default_scheduler,
                     batch_size=params["batch_size"],
+                    preview_every=preview_every(job),
                 )
             )
         return requests
@@ -167,6 +171,7 @@ def build_requests(job: GenerationJob) -> list:
             loras=lora_specs(params["loras"]),
             lora_scale=params["lora_scale"],
             batch_size=params.get("batch_size") or settings.DIFFUSION_BATCH_SIZE,
+            preview_every=preview_every(job),
         )
     ]
 
@@ -185,6 +190,10 @@ def _open_source(field, resolution: int):  # noqa: ANN001, ANN202
         return prepare_source(image, resolution), hashlib.sha256(data).hexdigest()
 
 
+def preview_every(job: GenerationJob) -> int:
+    return settings.PREVIEW_EVERY_STEPS if job.params.get("preview") else 0
+
+
 class ImageRecorder:
     """Saves each finished batch as PNG files with their recipe and one GeneratedImage row each."""
 
@@ -197,6 +206,7 @@ class ImageRecorder:
         from services.pngmeta import png_bytes
 
         started = time.perf_counter()
+        stored = []
         for output in outputs:
             data = png_bytes(output.image, output.recipe)
             recipe = output.recipe
@@ -222,6 +232,8 @@ class ImageRecorder:
             )
             image.file.save(f"{self.job.pk}-{output.meta['index']:04d}.png", ContentFile(data), save=False)
             image.save()
+            stored.append(image)
+        events_publish([(self.job.pk, *image_event(image)) for image in stored])
         self.seconds += time.perf_counter() - started
 
 

@@ -16,6 +16,7 @@ from image_model_domain.seeds import MAX_SEED
 from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
+PREVIEW_HELP = "Send preview images of the latents every PREVIEW_EVERY_STEPS steps on the job's event stream."
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -95,6 +96,7 @@ class GenerationInput(RejectUnknownFields, serializers.Serializer):
     strength = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.75, help_text="Image-to-image only.")
     init_image = serializers.ImageField(required=False, help_text="Makes it an image-to-image job.")
     webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    preview = serializers.BooleanField(default=False, help_text=PREVIEW_HELP)
 
     def validate_width(self, value: int) -> int:
         if value % 8:
@@ -125,6 +127,7 @@ class RandomDiffusionInput(RejectUnknownFields, serializers.Serializer):
     seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False, allow_null=True)
     batch_size = serializers.IntegerField(min_value=1, max_value=16, required=False)
     webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    preview = serializers.BooleanField(default=False, help_text=PREVIEW_HELP)
 
     def validate_webhook_url(self, value: str) -> str:
         return _check_webhook(value)

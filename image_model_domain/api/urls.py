@@ -8,6 +8,7 @@ urlpatterns = [
     path("jobs/", views.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:pk>/", views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<uuid:pk>/init-image/", views.JobInitImageView.as_view(), name="job-init-image"),
+    path("jobs/<uuid:pk>/events/", views.JobEventsView.as_view(), name="job-events"),
     path("jobs/<uuid:pk>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
     path("queue/", views.QueueView.as_view(), name="queue"),
     path("images/", views.ImageListView.as_view(), name="image-list"),

@@ -21,6 +21,7 @@ from image_model_domain.api.views.common import (
     registry_list_schema,
     visible_to,
 )
+from image_model_domain.api.views.events import JobEventsView
 from image_model_domain.api.views.images import ImageDetailView, ImageFileView, ImageFilter, ImageListView
 from image_model_domain.api.views.jobs import (
     JobCancelView,
@@ -64,6 +65,7 @@ __all__ = [
     "ImageListView",
     "JobCancelView",
     "JobDetailView",
+    "JobEventsView",
     "JobFilter",
     "JobInitImageView",
     "JobListView",

@@ -1,0 +1,273 @@
+"""GET /api/v1/jobs/{id}/events/: a job's events as Server-Sent Events (text/event-stream).
+
+The view itself is an ordinary DRF view (authentication, owner-only lookup, one database read); the
+stream it returns is read from the job's Redis Stream (image_model_domain/events.py):
+
+- under ASGI (WEB_SERVER=asgi: uvicorn workers under gunicorn), an async iterator on redis.asyncio, so an
+  open stream costs a Redis connection and a coroutine, not a thread;
+- under WSGI, a sync iterator on redis-py (each open stream holds a worker thread);
+- without Redis (the embedded default of `make run`), a sync iterator that polls the job row every
+  JOB_PROGRESS_INTERVAL_S: no event ids, and steps between two polls are not sent.
+
+A stream ends after the job's final event, or after JOB_EVENTS_MAX_S (the client reconnects with
+Last-Event-ID and misses nothing); a reconnect after the final event is answered 204, which tells an
+EventSource to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connection
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from image_model_domain.api.errors import error_responses
+from image_model_domain.api.views.common import visible_to
+from image_model_domain.events import Event, events_enabled, events_from_row, events_key
+from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
+
+KEEPALIVE_S = 15  # a comment line this often keeps proxies from closing an idle stream
+RETRY_MS = 3000  # how long an EventSource waits before it reconnects
+READ_COUNT = 500
+EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+EXAMPLE = (
+    "retry: 3000\n\n"
+    'id: 1795438516944-0\nevent: queued\ndata: {"position": 1}\n\n'
+    'id: 1795438517012-0\nevent: started\ndata: {"attempt": 1, "total": 25}\n\n'
+    'id: 1795438517101-0\nevent: progress\ndata: {"step": 1, "total": 25}\n\n'
+    "…\n\n"
+    'id: 1795438521877-0\nevent: image\ndata: {"id": "6f1c3c52-1a8e-4b5f-9d7e-2f4c0f0a9b11", "index": 0, '
+    '"seed": 1234, "url": "https://diffusion.example.com/api/v1/images/6f1c3c52-1a8e-4b5f-9d7e-2f4c0f0a9b11/file/"}\n\n'
+    'id: 1795438521903-0\nevent: finished\ndata: {"status": "succeeded", "error": ""}\n\n'
+)
+DESCRIPTION = """Server-Sent Events of one job, from the start (or after `Last-Event-ID`) to its final event.
+
+Events: `queued` {position} (again whenever the position changes), `started` {attempt, total}, `progress`
+{step, total} after every denoising step, `preview` {step, total, images: [{index, data}]} (a small
+JPEG as a data: URL, for jobs submitted with `preview: true`), `image` {id, index, seed, url} as each image
+is stored, and one final event, `finished`, `failed` or `cancelled` {status, error}, after which the
+stream ends. Each event has an `id`: reconnect with the `Last-Event-ID` header (an EventSource does this by
+itself) or `?last_event_id=` to resume without a gap. Streams last at most JOB_EVENTS_MAX_S. Without Redis
+(the embedded default) the job row is polled instead: events have no id and steps can be skipped.
+
+    curl -N -H 'Authorization: Token <key>' http://127.0.0.1:8000/api/v1/jobs/<id>/events/
+"""
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets a client ask for text/event-stream; the stream itself is a StreamingHttpResponse."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = None
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        return json.dumps(data).encode()
+
+
+def _frame(event: Event, base: str) -> bytes:
+    data = event.data
+    if event.name == "image":
+        data = {**data, "url": base + data["url"]}
+    head = f"id: {event.id}\n" if event.id else ""
+    return f"{head}event: {event.name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _entries(reply: Any) -> list[Event]:
+    """XREAD's reply (RESP2 list or RESP3 dict) as events."""
+    streams = reply.items() if isinstance(reply, dict) else (reply or [])
+    return [
+        Event(fields[b"event"].decode(), json.loads(fields[b"data"]), entry_id.decode())
+        for _, entries in streams
+        for entry_id, fields in entries
+    ]
+
+
+class _Stream:
+    """What one client is sent: the state machine shared by the sync and the async reader."""
+
+    def __init__(self, job: GenerationJob, cursor: str | None, base: str) -> None:
+        self.key = events_key(job.pk)
+        self.cursor = cursor or "0-0"
+        self.fresh = cursor is None
+        self.row_events = events_from_row(job)
+        self.final_at_connect = job.status not in ACTIVE_STATUSES
+        self.base = base
+        self.deadline = time.monotonic() + settings.JOB_EVENTS_MAX_S
+        self.done = False
+
+    def first(self, events: list[Event]) -> list[bytes]:
+        """Frames for what the stream already holds; the row fills in where the stream has nothing."""
+        if not events and self.fresh:
+            events = self.row_events
+        frames = self.more(events)
+        if not self.done and self.final_at_connect:
+            frames += self.more([self.row_events[-1]])  # the stream lost its final event (Redis restarted)
+        return [f"retry: {RETRY_MS}\n\n".encode(), *frames]
+
+    def more(self, events: list[Event]) -> list[bytes]:
+        frames = []
+        for event in events:
+            frames.append(_frame(event, self.base))
+            if event.id:
+                self.cursor = event.id
+            if event.final:
+                self.done = True
+                break
+        return frames
+
+    def block_ms(self) -> int:
+        """How long the next read may wait; 0 when the stream's time is up."""
+        remaining = self.deadline - time.monotonic()
+        return 0 if remaining <= 0 else max(1, int(min(KEEPALIVE_S, remaining) * 1000))
+
+
+def _client_options() -> dict[str, Any]:
+    return {"socket_timeout": KEEPALIVE_S + 10, "socket_connect_timeout": 2}
+
+
+def _read_redis_sync(stream: _Stream) -> Iterator[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, **_client_options())
+    try:
+        yield from stream.first(_read_all_sync(client, stream))
+        while not stream.done and (block := stream.block_ms()):
+            events = _entries(client.xread({stream.key: stream.cursor}, count=READ_COUNT, block=block))
+            yield from stream.more(events) if events else [b": keep-alive\n\n"]
+    finally:
+        client.close()
+
+
+def _read_all_sync(client: Any, stream: _Stream) -> list[Event]:
+    events, cursor = [], stream.cursor
+    while batch := _entries(client.xread({stream.key: cursor}, count=READ_COUNT)):
+        events += batch
+        cursor = batch[-1].id
+        if len(batch) < READ_COUNT:
+            break
+    return events
+
+
+async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, **_client_options())
+    try:
+        events, cursor = [], stream.cursor
+        while batch := _entries(await client.xread({stream.key: cursor}, count=READ_COUNT)):
+            events += batch
+            cursor = batch[-1].id
+            if len(batch) < READ_COUNT:
+                break
+        for frame in stream.first(events):
+            yield frame
+        while not stream.done and (block := stream.block_ms()):
+            events = _entries(await client.xread({stream.key: stream.cursor}, count=READ_COUNT, block=block))
+            for frame in stream.more(events) if events else [b": keep-alive\n\n"]:
+                yield frame
+    finally:
+        await client.aclose()
+
+
+def _poll_row(job_id: Any, base: str) -> Iterator[bytes]:
+    """No Redis: send what changed in the job row every JOB_PROGRESS_INTERVAL_S."""
+    sent: dict[str, Any] = {}
+    deadline = time.monotonic() + settings.JOB_EVENTS_MAX_S
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    while time.monotonic() < deadline:
+        job = GenerationJob.objects.filter(pk=job_id).first()
+        events = events_from_row(job) if job else [Event("cancelled", {"status": "cancelled", "error": "Deleted."})]
+        for event in events:
+            key = f"{event.name}:{event.data['id']}" if event.name == "image" else event.name
+            if sent.get(key) != event.data:
+                sent[key] = event.data
+                yield _frame(event, base)
+            if event.final:
+                return
+        time.sleep(max(settings.JOB_PROGRESS_INTERVAL_S, 0.1))
+
+
+def _has_events_after(job_id: Any, cursor: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.xrange(events_key(job_id), min=f"({cursor}", count=1))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+class JobEventsView(APIView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        summary="A job's live events (Server-Sent Events)",
+        description=DESCRIPTION,
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Resume after this event id (sent by an EventSource when it reconnects).",
+            ),
+            OpenApiParameter(
+                "last_event_id", OpenApiTypes.STR, OpenApiParameter.QUERY, description="The same, as a parameter."
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The event stream; it ends after the final event or JOB_EVENTS_MAX_S.",
+                examples=[OpenApiExample("A job's events", value=EXAMPLE, status_codes=[200])],
+            ),
+            (204, "text/event-stream"): OpenApiResponse(
+                description="The job has finished and its final event was already sent: nothing more will come."
+            ),
+            **{(code, "application/json"): response for code, response in error_responses(400, 401, 404).items()},
+        },
+    )
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        job = get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk)
+        cursor = request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or None
+        if cursor is not None and not EVENT_ID.fullmatch(cursor):
+            field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "last_event_id"
+            return Response(
+                {"detail": "Invalid input.", "errors": {field: ["An event id, like 1795438516944-0."]}}, status=400
+            )
+        base = request.build_absolute_uri("/")[:-1]
+        if not events_enabled():
+            content: Any = _poll_row(job.pk, base)
+        else:
+            if cursor and job.status not in ACTIVE_STATUSES and not _has_events_after(job.pk, cursor):
+                return HttpResponse(status=204)
+            stream = _Stream(job, cursor, base)
+            asgi = isinstance(request._request, ASGIRequest)
+            content = _read_redis_async(stream) if asgi else _read_redis_sync(stream)
+            if not connection.in_atomic_block:
+                connection.close()  # the stream needs no database: give the connection back now, not at its end
+        response = StreamingHttpResponse(content, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
+        return response
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(response, Response):  # errors are JSON, whatever the client accepts
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -1,0 +1,230 @@
+"""Live job events: a real worker publishes to Redis, clients read them as Server-Sent Events.
+
+The ASGI path runs under the production web command (gunicorn with a uvicorn worker) in a subprocess on the
+test database; the WSGI paths (redis-py, and polling the row without Redis) run in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+from django.test import Client
+from PIL import Image
+from rest_framework.authtoken.models import Token
+
+from image_model_domain.jobs import job_create_generation
+from image_model_domain.models import GenerationJob
+from tests.conftest import ROOT, free_port, wait_for_job, worker_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+
+def asgi_server_command(port: int) -> list[str]:
+    """gunicorn with a uvicorn worker: the ASGI web command (README, "Live progress")."""
+    return [
+        sys.executable, "-m", "gunicorn", "config.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker",
+        "--workers", "1", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
+    port = free_port()
+    log = tmp_path_factory.mktemp("asgi") / "server.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            asgi_server_command(port), cwd=ROOT, env=worker_env(), stdout=handle, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the ASGI server did not start:\n{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def token_for(user: User) -> dict[str, str]:
+    return {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+
+
+def parse(lines: Iterator[str], stop: Any = None) -> list[dict[str, Any]]:
+    """SSE lines -> [{id?, event, data}], up to the end of the stream or the first event that `stop` accepts."""
+    events, event = [], {}
+    for line in lines:
+        if line == "":
+            if "event" in event:
+                events.append(event)
+                if stop is not None and stop(event):
+                    break
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            event[field] = json.loads(value) if field == "data" else value
+    return events
+
+
+def stream(base: str, job: GenerationJob, headers: dict[str, str], stop: Any = None) -> list[dict[str, Any]]:
+    with requests.get(
+        f"{base}/api/v1/jobs/{job.pk}/events/",
+        headers={"Accept": "text/event-stream", **headers},
+        stream=True,
+        timeout=60,
+    ) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"] == "text/event-stream"
+        return parse(response.iter_lines(chunk_size=None, decode_unicode=True), stop)
+
+
+def wsgi_stream(client: Client, job: GenerationJob, **headers: str) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/jobs/{job.pk}/events/", HTTP_ACCEPT="text/event-stream", **headers)
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    body = b"".join(response.streaming_content).decode()
+    return parse(iter(body.split("\n")))
+
+
+def generate(owner: User | None, **kwargs: Any) -> GenerationJob:
+    params = {"owner": owner, "model_name": "tiny-sd-a", "prompt": "a red fox", "steps": 8, "seed": 7} | kwargs
+    return job_create_generation(**params)
+
+
+def check_complete_run(events: list[dict[str, Any]], job: GenerationJob, base: str) -> None:
+    """queued..., started, progress 1..N in order, one image event per stored image, then `finished` last."""
+    names = [event["event"] for event in events]
+    assert names[-1] == "finished" and events[-1]["data"] == {"status": "succeeded", "error": ""}
+    assert "started" in names and set(names[: names.index("started")]) <= {"queued"}
+    steps = [event["data"]["step"] for event in events if event["event"] == "progress"]
+    assert steps == list(range(1, job.progress_total + 1))
+    assert all(event["data"]["total"] == job.progress_total for event in events if event["event"] == "progress")
+    images = [event["data"] for event in events if event["event"] == "image"]
+    assert [(image["id"], image["index"], image["seed"]) for image in images] == [
+        (str(image.pk), image.index, image.seed) for image in job.images.order_by("index")
+    ]
+    assert all(image["url"] == f"{base}/api/v1/images/{image['id']}/file/" for image in images)
+    assert "preview" not in names  # only for jobs submitted with preview: true
+    ids = [event["id"] for event in events]
+    assert ids == sorted(ids, key=lambda value: tuple(map(int, value.split("-")))) and len(set(ids)) == len(ids)
+
+
+def test_a_client_gets_every_step_in_order_then_the_image_and_the_final_event(
+    asgi_server: str, celery_worker, dev_models
+) -> None:  # noqa: ANN001
+    owner = User.objects.create_user("owner")
+    headers = token_for(owner)
+    job = generate(owner)
+    events = stream(asgi_server, job, headers)  # connected while the job runs (or even before it starts)
+
+    job = wait_for_job(job.pk, worker=celery_worker)
+    check_complete_run(events, job, asgi_server)
+    image = events[-2]["data"]
+    file = requests.get(image["url"], headers=headers, timeout=10)
+    assert file.status_code == 200 and Image.open(io.BytesIO(file.content)).size == (64, 64)
+
+
+def test_the_wsgi_fallback_reads_the_same_events_from_redis(celery_worker, dev_models) -> None:  # noqa: ANN001
+    owner = User.objects.create_user("owner")
+    client = Client()
+    client.force_login(owner)
+    job = generate(owner, steps=5)
+    events = wsgi_stream(client, job)
+
+    check_complete_run(events, wait_for_job(job.pk), "http://testserver")
+
+
+def test_a_reconnect_with_last_event_id_misses_nothing_and_one_after_the_end_gets_204(
+    asgi_server: str, celery_worker, dev_models
+) -> None:  # noqa: ANN001
+    owner = User.objects.create_user("owner")
+    headers = token_for(owner)
+    job = generate(owner, steps=10)
+    first = stream(
+        asgi_server, job, headers, stop=lambda event: event["event"] == "progress" and event["data"]["step"] == 4
+    )
+    assert first[-1]["data"]["step"] == 4
+    rest = stream(asgi_server, job, {**headers, "Last-Event-ID": first[-1]["id"]})
+    job = wait_for_job(job.pk, worker=celery_worker)
+
+    whole = stream(asgi_server, job, headers)
+    assert first + rest == whole
+    check_complete_run(whole, job, asgi_server)
+    resumed = requests.get(
+        f"{asgi_server}/api/v1/jobs/{job.pk}/events/?last_event_id={whole[5]['id']}", headers=headers, timeout=30
+    )
+    assert parse(iter(resumed.text.split("\n"))) == whole[6:]
+    after_end = requests.get(
+        f"{asgi_server}/api/v1/jobs/{job.pk}/events/", headers={**headers, "Last-Event-ID": whole[-1]["id"]}, timeout=10
+    )
+    assert after_end.status_code == 204  # an EventSource stops reconnecting
+
+
+def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models) -> None:  # noqa: ANN001
+    owner = User.objects.create_user("owner")
+    job = generate(owner)
+    GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error="Cancelled before it started.")
+    url = f"{asgi_server}/api/v1/jobs/{job.pk}/events/"
+    accept = {"Accept": "text/event-stream"}
+
+    for headers in ({}, token_for(User.objects.create_user("someone-else"))):
+        refused = requests.get(url, headers={**accept, **headers}, timeout=10)
+        assert refused.status_code == 404, refused.text
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.json() == {"detail": "No GenerationJob matches the given query."}
+    for headers in (token_for(owner), token_for(User.objects.create_user("staff", is_staff=True))):
+        events = stream(asgi_server, job, headers)
+        assert events[-1]["event"] == "cancelled"
+    bad = requests.get(
+        url, headers={**token_for(User.objects.create_user("x")), "Last-Event-ID": "yesterday"}, timeout=10
+    )
+    assert bad.status_code == 404  # ownership first: no hint that the job exists
+    bad = requests.get(url, headers={**token_for(owner), "Last-Event-ID": "yesterday"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["errors"] == {"Last-Event-ID": ["An event id, like 1795438516944-0."]}
+
+
+def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(
+    asgi_server: str, celery_worker, dev_models
+) -> None:  # noqa: ANN001
+    owner = User.objects.create_user("owner")
+    job = generate(owner, steps=4, num_images=2, preview=True)  # PREVIEW_EVERY_STEPS=2 in the test settings
+    events = stream(asgi_server, job, token_for(owner))
+
+    previews = [event["data"] for event in events if event["event"] == "preview"]
+    assert [preview["step"] for preview in previews] == [4, 8]  # after denoising steps 2 and 4 of both images
+    for preview in previews:
+        assert [image["index"] for image in preview["images"]] == [0, 1]
+        for image in preview["images"]:
+            assert image["data"].startswith("data:image/jpeg;base64,")
+            decoded = Image.open(io.BytesIO(base64.b64decode(image["data"].split(",", 1)[1])))
+            assert decoded.format == "JPEG" and decoded.size == (64, 64)
+    names = [event["event"] for event in events]
+    assert names.index("preview") > names.index("started") and names[-1] == "finished"
+
+
+def test_without_redis_the_stream_polls_the_job_row(settings, celery_worker, dev_models) -> None:  # noqa: ANN001
+    settings.REDIS_URL = None  # the embedded default's web tier; the worker still has its Redis broker
+    job = generate(None, steps=6)
+    events = wsgi_stream(Client(), job)
+
+    job = wait_for_job(job.pk)
+    names = [event["event"] for event in events]
+    assert names[-2:] == ["image", "finished"] and all("id" not in event for event in events)
+    steps = [event["data"]["step"] for event in events if event["event"] == "progress"]
+    assert steps == sorted(steps) and steps[-1] == job.progress_total
+    assert events[-2]["data"]["id"] == str(job.images.get().pk)
