@@ -202,6 +202,13 @@ JOB_PROGRESS_INTERVAL_S = env_float("JOB_PROGRESS_INTERVAL_S", 0.5, minimum=0.0)
 JOB_SOFT_TIME_LIMIT_S = env_int("JOB_SOFT_TIME_LIMIT_S", 1800, minimum=10)
 JOB_HARD_TIME_LIMIT_S = env_int("JOB_HARD_TIME_LIMIT_S", 1900, minimum=20)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# A worker that cannot reach the database keeps the message in hand (order kept) for this long,
+# then hands it back to the broker (issue 9 item 9; tasks/outage.py).
+DB_OUTAGE_WAIT_S = env_int("DB_OUTAGE_WAIT_S", 300, minimum=0)
+if DB_OUTAGE_WAIT_S >= JOB_SOFT_TIME_LIMIT_S:
+    raise ImproperlyConfigured(
+        "DB_OUTAGE_WAIT_S must be shorter than JOB_SOFT_TIME_LIMIT_S (the wait runs inside the task)."
+    )
 # A QUEUED job whose message has not started after this long is re-enqueued (the broker lost it).
 RECONCILE_QUEUED_AFTER_S = env_int("RECONCILE_QUEUED_AFTER_S", 600, minimum=1)
 # A RUNNING job whose worker has not written a heartbeat for this long is taken as orphaned.

@@ -8,7 +8,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -66,11 +66,20 @@ class ProgressReporter:
         if increment:
             event_publish(self.job_id, "progress", {"step": self.done, "total": self.total})
         now = time.monotonic()
-        if now - self._last_write >= self.interval_s or self.done >= self.total:
-            self._last_write = now
-            GenerationJob.objects.filter(pk=self.job_id).update(progress_step=self.done, heartbeat_at=timezone.now())
-        # None: the job was deleted while running, which stops it as a cancel would.
-        cancel = GenerationJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+        try:
+            if now - self._last_write >= self.interval_s or self.done >= self.total:
+                self._last_write = now
+                GenerationJob.objects.filter(pk=self.job_id).update(
+                    progress_step=self.done, heartbeat_at=timezone.now()
+                )
+            # None: the job was deleted while running, which stops it as a cancel would.
+            cancel = GenerationJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+        except (OperationalError, InterfaceError) as error:
+            # The database is briefly away: the job goes on; progress and the cancel flag are read
+            # again at the next step (and the outcome is recorded once the database is back).
+            logger.warning("progress not recorded: %s", str(error).strip())
+            connection.close()
+            return True
         return cancel is False
 
     def preview(self, images: list[tuple[dict, bytes]]) -> None:

@@ -9,11 +9,10 @@ import time
 from typing import Any
 
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import OperationalError
 
 from config.logs import current_job
 from dataset_domain.models import DatasetImage
@@ -22,6 +21,7 @@ from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
 from image_model_domain.seeds import image_seed
 from tasks import metrics
+from tasks.outage import DatabaseStillDown, database_wait
 from tasks.specs import lora_specs, model_spec, processor
 
 logger = logging.getLogger(__name__)
@@ -36,15 +36,18 @@ logger = logging.getLogger(__name__)
     # process is killed (a hung CUDA call); the reconciler then re-runs or fails the job.
     soft_time_limit=settings.JOB_SOFT_TIME_LIMIT_S,
     time_limit=settings.JOB_HARD_TIME_LIMIT_S,
-    # Only a database blip before the claim is retried; everything else is recorded on the job.
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    max_retries=3,
 )
 def run_job(self: Any, job_id: str) -> str:
     token = current_job.set(str(job_id))
     try:
-        job = job_claim(job_id=job_id, worker=f"{self.request.hostname}:{os.getpid()}")
+        worker = f"{self.request.hostname}:{os.getpid()}"
+        try:
+            # A database outage is waited out holding this message (see tasks/outage.py). If it lasts
+            # longer than DB_OUTAGE_WAIT_S, the message goes back to the broker rather than away.
+            job = database_wait(lambda: job_claim(job_id=job_id, worker=worker), what="claiming the job")
+        except DatabaseStillDown as error:
+            logger.error("%s; the message goes back to the queue", error)
+            raise Reject(str(error), requeue=True) from error
         if job is None:
             logger.info("not queued (a redelivery, or cancelled): nothing to do")
             return "skipped"
@@ -88,8 +91,12 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
         status, error = JobStatus.FAILED, f"{type(failure).__name__}: {failure}"
     else:
         GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total)
-    job_finish(
-        job_id=job.pk, status=status, error=error, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
+    # Images are written; a database blip now must not lose the outcome (the reconciler would run it again).
+    database_wait(
+        lambda: job_finish(
+            job_id=job.pk, status=status, error=error, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
+        ),
+        what="recording the outcome",
     )
     return status, inference_s
 
@@ -231,7 +238,7 @@ class ImageRecorder:
                 sha256=hashlib.sha256(data).hexdigest(),
             )
             image.file.save(f"{self.job.pk}-{output.meta['index']:04d}.png", ContentFile(data), save=False)
-            image.save()
+            database_wait(image.save, what="recording an image")
             stored.append(image)
         events_publish([(self.job.pk, *image_event(image)) for image in stored])
         self.seconds += time.perf_counter() - started

@@ -43,6 +43,7 @@ def django_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
         ({"API_SUBMISSION_RATE": "fast"}, "API_SUBMISSION_RATE"),
         ({"MEDIA_ACCEL_REDIRECT": "protected-media"}, "MEDIA_ACCEL_REDIRECT"),
         ({"API_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "API_TRUSTED_PROXIES"),
+        ({"DB_OUTAGE_WAIT_S": "2000"}, "DB_OUTAGE_WAIT_S"),
         ({"API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP": "0"}, "API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP"),
     ],
 )
