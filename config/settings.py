@@ -126,6 +126,10 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MODEL_ROOT = Path(env_str("MODEL_ROOT", str(VAR_DIR / "models")))
+# Local checkpoints and LoRAs load only from MODEL_ROOT and these absolute directories (or the hub).
+MODEL_SOURCE_DIRS = [Path(item) for item in env_list("MODEL_SOURCE_DIRS", [])]
+if any(not item.is_absolute() for item in MODEL_SOURCE_DIRS):
+    raise ImproperlyConfigured("MODEL_SOURCE_DIRS must be comma-separated absolute directories.")
 # Files are served only through the API's checked views. Behind nginx, set this to an `internal`
 # location (e.g. /protected-media/) that aliases MEDIA_ROOT, and nginx sends the bytes (X-Accel-Redirect).
 MEDIA_ACCEL_REDIRECT = env_str("MEDIA_ACCEL_REDIRECT", "")

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 
+from image_model_domain.sources import validate_source, validate_weight_name
+
 SAFETENSORS_ONLY = RegexValidator(r"\.safetensors\Z", "Only .safetensors weight files are accepted.")
 
 
@@ -62,10 +64,14 @@ class NamedManager(models.Manager):
 
 
 class DLModel(RegistryRow):
-    """A diffusion checkpoint: a Hugging Face repo id, or a directory (absolute or under MODEL_ROOT)."""
+    """A diffusion checkpoint: a Hugging Face repo id, or a directory confined to MODEL_ROOT (sources.py)."""
 
     name = models.SlugField(max_length=100, unique=True)
-    source = models.CharField(max_length=500, help_text="Hugging Face repo id, or a local directory.")
+    source = models.CharField(
+        max_length=500,
+        validators=[validate_source],
+        help_text="Hugging Face repo id (org/name), or a directory under MODEL_ROOT.",
+    )
     revision = models.CharField(max_length=100, blank=True, help_text="Hub revision (branch, tag or commit).")
     family = models.CharField(max_length=10, choices=Family.choices, default=Family.SD1)
     dtype = models.CharField(
@@ -99,8 +105,12 @@ class LoraAdapter(RegistryRow):
     """A registered LoRA. Requests name adapters from this registry, never paths or URLs."""
 
     name = models.SlugField(max_length=100, unique=True)
-    source = models.CharField(max_length=500, help_text="Hugging Face repo id, or a local directory.")
-    weight_name = models.CharField(max_length=200, validators=[SAFETENSORS_ONLY])
+    source = models.CharField(
+        max_length=500,
+        validators=[validate_source],
+        help_text="Hugging Face repo id (org/name), or a directory under MODEL_ROOT.",
+    )
+    weight_name = models.CharField(max_length=200, validators=[validate_weight_name, SAFETENSORS_ONLY])
     family = models.CharField(max_length=10, choices=Family.choices, default=Family.SD1)
     default_scale = models.FloatField(default=1.0, validators=[MinValueValidator(-2.0), MaxValueValidator(2.0)])
     enabled = models.BooleanField(default=True)

@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from image_model_domain.sources import error_for_owner
+
 DELIVER_TASK = "tasks.webhooks.deliver_webhook"
 SIGNATURE_HEADER = "X-Diffusion-Signature"
 
@@ -49,7 +51,7 @@ def webhook_payload(job: Any) -> dict[str, Any]:
         "kind": job.kind,
         "status": job.status,
         "seed": job.seed,
-        "error": job.error,
+        "error": error_for_owner(job.error),  # the receiver is the owner's, not staff
         "images": [str(pk) for pk in job.images.order_by("index").values_list("pk", flat=True)],
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }

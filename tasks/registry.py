@@ -18,6 +18,14 @@ from tasks.specs import model_spec, processor
 logger = logging.getLogger(__name__)
 
 
+def _spec_or_none(row: DLModel):  # noqa: ANN202
+    try:
+        return model_spec(row)
+    except ValueError as error:  # a source outside MODEL_ROOT: never loaded
+        logger.warning("not loading %s: %s", row.name, error)
+        return None
+
+
 @shared_task(name="tasks.registry.sync_registry", ignore_result=True, acks_late=False)
 def sync_registry() -> dict[str, list[str]]:
     engine = processor()
@@ -25,7 +33,7 @@ def sync_registry() -> dict[str, list[str]]:
     dropped, loaded = [], []
     for name, resident in list(engine.pipelines.models.items()):
         row = rows.get(name)
-        if row is None or not row.enabled or model_spec(row) != resident.spec:
+        if row is None or not row.enabled or _spec_or_none(row) != resident.spec:
             engine.pipelines.evict(name)
             dropped.append(name)
     adapters = {adapter.name: adapter for adapter in LoraAdapter.objects.all()}
@@ -38,7 +46,10 @@ def sync_registry() -> dict[str, list[str]]:
     if settings.DIFFUSION_PRELOAD:
         for row in rows.values():
             if row.enabled and row.preload and row.name not in engine.pipelines.models:
-                engine.pipelines.get(model_spec(row))
+                spec = _spec_or_none(row)
+                if spec is None:
+                    continue
+                engine.pipelines.get(spec)
                 loaded.append(row.name)
     logger.info("registry synced: loaded %s, dropped %s", loaded or "nothing", dropped or "nothing")
     return {"loaded": loaded, "dropped": dropped}

@@ -7,10 +7,17 @@ from pathlib import Path
 from django.conf import settings
 
 from image_model_domain.models import DLModel, LoraAdapter
+from image_model_domain.sources import source_problem, weight_name_problem
 
 
-def resolve_source(source: str) -> str:
-    """A directory under MODEL_ROOT or an absolute directory is local; anything else is a hub repo id."""
+def resolve_source(source: str, *, what: str = "model") -> str:
+    """A directory under MODEL_ROOT or an allowed absolute directory is local; anything else is a hub repo id.
+
+    Checked again here, before anything is loaded: a row written past the API (a shell, a fixture,
+    an old row) must not make a worker read outside MODEL_ROOT and MODEL_SOURCE_DIRS.
+    """
+    if source_problem(source):
+        raise ValueError(f"The {what}'s source is not allowed: {source_problem(source)}")
     candidate = Path(source)
     if candidate.is_absolute():
         return str(candidate)
@@ -23,7 +30,7 @@ def model_spec(model: DLModel):  # noqa: ANN201
 
     return ModelSpec(
         name=model.name,
-        source=resolve_source(model.source),
+        source=resolve_source(model.source, what=f"model {model.name!r}"),
         revision=model.revision or None,
         family=model.family,
         dtype=model.dtype,
@@ -42,10 +49,14 @@ def lora_specs(loras: list[dict]) -> tuple:  # noqa: ANN001
         adapter = adapters.get(item["name"])
         if adapter is None:
             raise LookupError(f"The LoRA {item['name']!r} is no longer registered.")
+        if weight_name_problem(adapter.weight_name):
+            raise ValueError(
+                f"The LoRA {adapter.name!r} has a bad weight_name: {weight_name_problem(adapter.weight_name)}"
+            )
         specs.append(
             LoraSpec(
                 name=adapter.name,
-                source=resolve_source(adapter.source),
+                source=resolve_source(adapter.source, what=f"LoRA {adapter.name!r}"),
                 weight_name=adapter.weight_name,
                 scale=float(item["scale"]),
             )

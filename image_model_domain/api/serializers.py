@@ -13,6 +13,7 @@ from image_model_domain.api.strict import RejectUnknownFields
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
+from image_model_domain.sources import error_for_owner
 from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
@@ -227,6 +228,13 @@ class JobOutput(serializers.ModelSerializer):
         url = reverse("job-init-image", args=[job.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request else url
+
+    def to_representation(self, job: GenerationJob) -> dict[str, Any]:
+        data = super().to_representation(job)
+        request = self.context.get("request")
+        if data.get("error") and not (request is not None and request.user.is_staff):
+            data["error"] = error_for_owner(data["error"])  # no server paths for non-staff eyes
+        return data
 
     @extend_schema_field(ProgressOutput)
     def get_progress(self, job: GenerationJob) -> dict[str, Any]:

@@ -76,12 +76,13 @@ class JobDetailView(generics.RetrieveDestroyAPIView):
             raise NotFound()
         final = status_now not in ACTIVE_STATUSES
         base = request.build_absolute_uri("/")  # image URLs in the body are absolute
+        staff = bool(request.user.is_staff)  # staff see errors unredacted, owners without server paths
         cached = cache.get(job_key(kwargs["pk"])) if final else None
-        if cached is not None and cached["base"] == base:
+        if cached is not None and cached["base"] == base and cached.get("staff") == staff:
             return Response(cached["data"])
         data = self.get_serializer(self.get_object()).data
         if final:
-            cache.set(job_key(kwargs["pk"]), {"base": base, "data": data}, CACHE_TIMEOUT_S)
+            cache.set(job_key(kwargs["pk"]), {"base": base, "staff": staff, "data": data}, CACHE_TIMEOUT_S)
         return Response(data)
 
     def get_queryset(self) -> QuerySet[GenerationJob]:
