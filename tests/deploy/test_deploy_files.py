@@ -181,7 +181,7 @@ def test_compose_has_the_production_services() -> None:
 def test_compose_commands_are_the_contract_commands() -> None:
     services = _compose()["services"]
 
-    assert services["web"]["command"][:2] == ["gunicorn", "config.wsgi:application"]
+    assert services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py"]
     assert " ".join(services["migrate"]["command"]) == (
         "sh -c python manage.py migrate --noinput && python manage.py loaddata fixtures/*.json"
     )
@@ -343,7 +343,7 @@ def test_web_image_installs_the_web_requirements_only() -> None:
 def test_web_image_serves_gunicorn_and_checks_healthz() -> None:
     instructions = _dockerfile(WEB_DOCKERFILE)
 
-    assert _arguments(instructions, "CMD")[-1].startswith('["gunicorn", "config.wsgi:application"')
+    assert _arguments(instructions, "CMD")[-1] == '["gunicorn", "-c", "config/gunicorn.py"]'
     assert "/healthz" in _arguments(instructions, "HEALTHCHECK")[-1]
 
 

@@ -1,0 +1,35 @@
+"""gunicorn configuration of the web tier: `gunicorn -c config/gunicorn.py` (Dockerfile, compose, Kubernetes).
+
+WEB_SERVER picks the worker class:
+- `gthread` (default): WSGI, WEB_THREADS threads in each of WEB_WORKERS processes. A request mostly
+  waits on PostgreSQL and Redis, so threads serve many clients per core; 2 sync workers served
+  32 concurrent clients with a p99 of seconds (docs/benchmarks.md, part (e)).
+- `asgi`: uvicorn workers on config.asgi (many open event streams, GET /api/v1/jobs/{id}/events/).
+- `sync`: one request per process at a time; kept for comparison.
+Values come from the environment through config.env, strictly: a bad one stops start-up naming it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from config.env import env_int, env_str
+
+WEB_SERVER = env_str("WEB_SERVER", "gthread", choices=("gthread", "asgi", "sync"))
+
+wsgi_app = "config.asgi:application" if WEB_SERVER == "asgi" else "config.wsgi:application"
+worker_class = {"gthread": "gthread", "asgi": "uvicorn_worker.UvicornWorker", "sync": "sync"}[WEB_SERVER]
+bind = [env_str("WEB_BIND", "0.0.0.0:8000")]
+workers = env_int("WEB_WORKERS", 2, minimum=1)
+# gthread only. Each thread may hold a PostgreSQL connection (DB_CONN_MAX_AGE): workers x threads
+# per web pod count against the server's max_connections.
+threads = env_int("WEB_THREADS", 8, minimum=1) if WEB_SERVER == "gthread" else 1
+timeout = env_int("WEB_TIMEOUT_S", 60, minimum=1)
+graceful_timeout = timeout
+keepalive = 5  # seconds an idle client connection stays open (behind a proxy that reuses them)
+# Worker heartbeats go to a file; on a container overlay filesystem that can stall
+# (gunicorn docs, "Blocking OS calls").
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+accesslog = None
+errorlog = "-"
