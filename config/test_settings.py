@@ -19,6 +19,8 @@ os.environ.setdefault("REGISTRY_BROADCAST_QUEUE", f"test-registry-{os.environ['T
 os.environ.setdefault("WEBHOOK_QUEUE", f"test-webhooks-{os.environ['TEST_SESSION']}")
 os.environ.setdefault("DIFFUSION_PRELOAD", "false")
 os.environ.setdefault("API_ALLOW_ANONYMOUS", "true")
+# Test workers deliver webhooks to receivers on 127.0.0.1; tests of the refusal turn this off in-process.
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE", "true")
 os.environ.setdefault("WORKER_METRICS_PORT", "0")
 _base = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var")
 os.environ.setdefault("MEDIA_ROOT", os.path.join(_base, "test-media"))

@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,8 +21,36 @@ DELIVER_TASK = "tasks.webhooks.deliver_webhook"
 SIGNATURE_HEADER = "X-Diffusion-Signature"
 
 
+class WebhookForbidden(Exception):
+    """The target resolves to a loopback, private or link-local address (and that is not allowed)."""
+
+
+Resolver = Callable[..., list]
+
+
+def webhook_addresses(host: str, port: int, *, resolve: Resolver | None = None) -> list[str]:
+    """Resolve the host once; every address must be global unless WEBHOOK_ALLOW_PRIVATE is set.
+
+    Raises socket.gaierror (or UnicodeError) when the name does not resolve, WebhookForbidden when
+    any address is not global: a name with one public and one private address is refused whole.
+    """
+    answers = (resolve or socket.getaddrinfo)(host, port, proto=socket.IPPROTO_TCP)
+    addresses = list(dict.fromkeys(info[4][0] for info in answers))
+    if not addresses:
+        raise socket.gaierror(f"{host} has no address")
+    if not settings.WEBHOOK_ALLOW_PRIVATE:
+        for address in addresses:
+            if not ipaddress.ip_address(address.split("%")[0]).is_global:
+                raise WebhookForbidden(f"The host {host!r} is a private or loopback address.")
+    return addresses
+
+
 def webhook_url_check(url: str, *, field: str = "webhook_url") -> None:
-    """Refuse loopback, private and link-local targets unless WEBHOOK_ALLOW_PRIVATE is set."""
+    """Refuse loopback, private and link-local targets unless WEBHOOK_ALLOW_PRIVATE is set.
+
+    Checked again at each delivery (the name may resolve elsewhere by then: DNS rebinding), where the
+    connection goes to the address that was checked (tasks/webhooks.py).
+    """
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValidationError({field: "Use an http or https URL."})
@@ -32,13 +61,11 @@ def webhook_url_check(url: str, *, field: str = "webhook_url") -> None:
     if settings.WEBHOOK_ALLOW_PRIVATE:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parsed.hostname, port or 443)}
+        webhook_addresses(parsed.hostname, port or 443)
     except (socket.gaierror, UnicodeError):  # UnicodeError: a name IDNA cannot encode (a label over 63 bytes)
         raise ValidationError({field: f"The host {parsed.hostname!r} does not resolve."}) from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            raise ValidationError({field: f"The host {parsed.hostname!r} is a private or loopback address."})
+    except WebhookForbidden as error:
+        raise ValidationError({field: str(error)}) from None
 
 
 def webhook_sign(body: bytes) -> str:
