@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset, DatasetImage
-from image_model_domain.admin import thumbnail
+from image_model_domain.admin import file_link, thumbnail
 
 
 def dataset_image_url(image: DatasetImage) -> str | None:
@@ -14,8 +14,8 @@ def dataset_image_url(image: DatasetImage) -> str | None:
 
 class DatasetImageInline(admin.TabularInline):
     model = DatasetImage
-    fields = ["preview", "image", "width", "height", "sha256"]
-    readonly_fields = ["preview", "image", "width", "height", "sha256"]
+    fields = ["preview", "image_file", "width", "height", "sha256"]
+    readonly_fields = ["preview", "image_file", "width", "height", "sha256"]
     extra = 0
 
     def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
@@ -24,6 +24,10 @@ class DatasetImageInline(admin.TabularInline):
     @admin.display(description="preview")
     def preview(self, obj: DatasetImage) -> str:
         return thumbnail(dataset_image_url(obj), 64)
+
+    @admin.display(description="image")
+    def image_file(self, obj: DatasetImage) -> str:
+        return file_link(dataset_image_url(obj), obj.image.name)
 
 
 @admin.register(Dataset)
@@ -39,7 +43,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetImage)
 class DatasetImageAdmin(admin.ModelAdmin):
-    list_display = ["preview", "dataset", "image", "width", "height", "created_at"]
+    list_display = ["preview", "dataset", "image_file", "width", "height", "created_at"]
     list_filter = ["dataset"]
     search_fields = ["image", "sha256", "dataset__name"]
     readonly_fields = ["preview", "width", "height", "sha256"]
@@ -47,6 +51,10 @@ class DatasetImageAdmin(admin.ModelAdmin):
     @admin.display(description="preview")
     def preview(self, obj: DatasetImage) -> str:
         return thumbnail(dataset_image_url(obj))
+
+    @admin.display(description="image")
+    def image_file(self, obj: DatasetImage) -> str:
+        return file_link(dataset_image_url(obj), obj.image.name)
 
     def save_model(self, request, obj: DatasetImage, form, change: bool) -> None:  # noqa: ANN001
         if "image" in form.changed_data:

@@ -18,6 +18,11 @@ def thumbnail(url: str | None, size: int = 96) -> str:
     return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
 
 
+def file_link(url: str | None, name: str) -> str:
+    """A stored file's name linking to its API view (the admin's own file links would point at /media/)."""
+    return format_html('<a href="{}">{}</a>', url, name) if url else "-"
+
+
 def generated_image_url(image: GeneratedImage) -> str | None:
     return reverse("image-file", args=[image.pk]) if image.file else None
 
@@ -56,10 +61,18 @@ class GenerationJobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "owner", "model", "progress", "images_expected", "queued_at", "inference_s"]
     list_filter = ["status", "kind", "model", "queue"]
     search_fields = ["id", "params", "error", "owner__username"]
-    readonly_fields = [field.name for field in GenerationJob._meta.fields]
+    readonly_fields = [
+        "init_image_file" if field.name == "init_image" else field.name for field in GenerationJob._meta.fields
+    ]
+    exclude = ["init_image"]
     date_hierarchy = "queued_at"
     inlines = [GeneratedImageInline]
     actions = ["cancel_jobs", "retry_jobs"]
+
+    @admin.display(description="init image")
+    def init_image_file(self, obj: GenerationJob) -> str:
+        url = reverse("job-init-image", args=[obj.pk]) if obj.init_image else None
+        return file_link(url, obj.init_image.name)
 
     @admin.display(description="progress")
     def progress(self, obj: GenerationJob) -> str:
@@ -88,7 +101,14 @@ class GeneratedImageAdmin(admin.ModelAdmin):
     list_display = ["preview", "id", "job", "index", "model_name", "seed", "prompt", "created_at"]
     list_filter = ["model_name", "scheduler", "created_at"]
     search_fields = ["prompt", "negative_prompt", "model_name", "job__id"]
-    readonly_fields = ["preview_large"] + [field.name for field in GeneratedImage._meta.fields]
+    readonly_fields = ["preview_large"] + [
+        "file_view" if field.name == "file" else field.name for field in GeneratedImage._meta.fields
+    ]
+    exclude = ["file"]
+
+    @admin.display(description="file")
+    def file_view(self, obj: GeneratedImage) -> str:
+        return file_link(generated_image_url(obj), obj.file.name)
 
     @admin.display(description="image")
     def preview(self, obj: GeneratedImage) -> str:

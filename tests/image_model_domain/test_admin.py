@@ -56,3 +56,31 @@ def test_cancel_and_retry_actions(admin_client: Client) -> None:
     admin_client.post(url, {"action": "retry_jobs", "_selected_action": [str(job.pk)]})
     job.refresh_from_db()
     assert job.status == "queued" and not job.cancel_requested
+
+
+def test_change_pages_link_files_through_the_api_never_media(admin_client: Client, sample_dataset) -> None:  # noqa: ANN001
+    import re
+
+    from django.core.files.base import ContentFile
+
+    job = make_job(None, "a fox", count=1)
+    job.init_image.save(f"{job.pk}.png", ContentFile(b"not checked here"), save=True)
+    image = job.images.get()
+    dataset_image = sample_dataset.images.first()
+    pages = [
+        f"/admin/image_model_domain/generationjob/{job.pk}/change/",
+        f"/admin/image_model_domain/generatedimage/{image.pk}/change/",
+        f"/admin/dataset_domain/dataset/{sample_dataset.pk}/change/",
+        "/admin/dataset_domain/datasetimage/",
+    ]
+    for page in pages:
+        html = admin_client.get(page).content.decode()
+        assert "/media/" not in html, page
+        for url in re.findall(r'(?:href|src)="(/api/v1/[^"]+/(?:file|init-image)/)"', html):
+            assert admin_client.get(url).status_code == 200, (page, url)
+    html = admin_client.get(pages[0]).content.decode()
+    assert f'href="/api/v1/jobs/{job.pk}/init-image/"' in html
+    html = admin_client.get(pages[1]).content.decode()
+    assert f'href="/api/v1/images/{image.pk}/file/"' in html
+    html = admin_client.get(pages[2]).content.decode()
+    assert f'href="/api/v1/datasets/{sample_dataset.pk}/images/{dataset_image.pk}/file/"' in html
