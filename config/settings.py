@@ -196,6 +196,8 @@ DIFFUSION_MAX_RESIDENT_MODELS = env_int("DIFFUSION_MAX_RESIDENT_MODELS", 3, mini
 DIFFUSION_MEMORY_BUDGET_MB = env_int("DIFFUSION_MEMORY_BUDGET_MB", 0, minimum=0)  # 0: no byte budget
 DIFFUSION_MAX_LORAS_PER_MODEL = env_int("DIFFUSION_MAX_LORAS_PER_MODEL", 8, minimum=2)
 DIFFUSION_BATCH_SIZE = env_int("DIFFUSION_BATCH_SIZE", 4, minimum=1, maximum=64)
+# Finished batches waiting for the background saver (PNG encode, file, row); 0 saves inline.
+DIFFUSION_SAVE_QUEUE_DEPTH = env_int("DIFFUSION_SAVE_QUEUE_DEPTH", 2, minimum=0, maximum=64)
 DIFFUSION_DEFAULT_QUEUE = env_str("DIFFUSION_DEFAULT_QUEUE", "diffusion")
 # Per-checkpoint queues so that a fleet can dedicate workers to models: model-name=queue pairs.
 DIFFUSION_MODEL_QUEUES = env_mapping("DIFFUSION_MODEL_QUEUES")

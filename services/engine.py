@@ -84,7 +84,9 @@ class DiffusersProcessor:
             for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
                 started = time.perf_counter()
                 outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview)
-                stats.inference_s += time.perf_counter() - started
+                finished = time.perf_counter()
+                stats.inference_s += finished - started
+                stats.batches.append((started, finished))
                 stats.images += len(outputs)
                 if on_batch is not None:
                     on_batch(outputs)

@@ -68,6 +68,7 @@ class RunStats:
     load_s: float = 0.0
     inference_s: float = 0.0
     images: int = 0
+    batches: list[tuple[float, float]] = field(default_factory=list)  # (start, end) per batch, perf_counter
 
 
 class Cancelled(Exception):

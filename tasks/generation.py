@@ -5,23 +5,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.core.files.base import ContentFile
 
 from config.logs import current_job
 from dataset_domain.models import DatasetImage
-from image_model_domain.events import events_publish, image_event
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
-from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
+from image_model_domain.models import DLModel, GenerationJob, JobKind, JobStatus
 from image_model_domain.seeds import image_seed
 from tasks import metrics
 from tasks.outage import DatabaseStillDown, database_wait
+from tasks.saving import ImageRecorder, SaveFailed
 from tasks.specs import lora_specs, model_spec, processor
 
 logger = logging.getLogger(__name__)
@@ -60,18 +59,31 @@ def run_job(self: Any, job_id: str) -> str:
 
 
 def execute_job(job: GenerationJob) -> str:
-    status, inference_s = _execute(job)
-    metrics.record_job(status, job.queue_wait_s, inference_s)
+    run = job_run(job)
+    metrics.record_job(run.status, job.queue_wait_s, run.inference_s)
     metrics.record_engine(processor())
-    return status
+    return run.status
 
 
-def _execute(job: GenerationJob) -> tuple[str, float]:
+@dataclass
+class JobRun:
+    """How a claimed job ended, with when each batch denoised and when it was stored (perf_counter)."""
+
+    status: str
+    error: str
+    inference_s: float
+    batches: list[tuple[float, float]] = field(default_factory=list)
+    saved: list = field(default_factory=list)
+
+
+def job_run(job: GenerationJob) -> JobRun:
+    """Run a claimed job to its final status; images are stored by a background saver meanwhile."""
     from services.types import Cancelled, ModelUnavailable, OutOfMemory
 
-    recorder = ImageRecorder(job)
+    recorder = ImageRecorder(job, queue_depth=settings.DIFFUSION_SAVE_QUEUE_DEPTH)
     reporter = ProgressReporter(str(job.pk), job.progress_total)
     load_s = inference_s = 0.0
+    batches: list[tuple[float, float]] = []
     status, error = JobStatus.SUCCEEDED, ""
     try:
         for request in build_requests(job):
@@ -80,8 +92,11 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
             )
             load_s += stats.load_s
             inference_s += stats.inference_s
+            batches += stats.batches
     except Cancelled:
         status, error = JobStatus.CANCELLED, "Cancelled while running."
+    except SaveFailed as failure:
+        status, error = JobStatus.FAILED, str(failure)
     except SoftTimeLimitExceeded:
         status, error = JobStatus.FAILED, f"Took longer than the {settings.JOB_SOFT_TIME_LIMIT_S} s limit."
     except (ModelUnavailable, OutOfMemory, LookupError, ValueError) as failure:
@@ -89,7 +104,13 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
     except Exception as failure:  # recorded on the job; the worker lives on
         logger.exception("job %s failed", job.pk)
         status, error = JobStatus.FAILED, f"{type(failure).__name__}: {failure}"
-    else:
+    # Final only once every image handed to the saver is stored (or has failed to be).
+    try:
+        recorder.close()
+    except SaveFailed as failure:
+        if status == JobStatus.SUCCEEDED:
+            status, error = JobStatus.FAILED, str(failure)
+    if status == JobStatus.SUCCEEDED:
         GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total)
     # Images are written; a database blip now must not lose the outcome (the reconciler would run it again).
     database_wait(
@@ -98,7 +119,7 @@ def _execute(job: GenerationJob) -> tuple[str, float]:
         ),
         what="recording the outcome",
     )
-    return status, inference_s
+    return JobRun(status, error, inference_s, batches, recorder.saved)
 
 
 def build_requests(job: GenerationJob) -> list:
@@ -199,49 +220,6 @@ def _open_source(field, resolution: int):  # noqa: ANN001, ANN202
 
 def preview_every(job: GenerationJob) -> int:
     return settings.PREVIEW_EVERY_STEPS if job.params.get("preview") else 0
-
-
-class ImageRecorder:
-    """Saves each finished batch as PNG files with their recipe and one GeneratedImage row each."""
-
-    def __init__(self, job: GenerationJob) -> None:
-        self.job = job
-        self.seconds = 0.0
-        self.models = {model.name: model for model in DLModel.objects.all()}
-
-    def save(self, outputs: list) -> None:
-        from services.pngmeta import png_bytes
-
-        started = time.perf_counter()
-        stored = []
-        for output in outputs:
-            data = png_bytes(output.image, output.recipe)
-            recipe = output.recipe
-            image = GeneratedImage(
-                job=self.job,
-                index=output.meta["index"],
-                prompt=recipe["prompt"],
-                negative_prompt=recipe["negative_prompt"],
-                model=self.models.get(recipe["model"]),
-                model_name=recipe["model"],
-                loras=recipe["loras"],
-                lora_scale=recipe["lora_scale"],
-                source_image_id=output.meta.get("source_image_id"),
-                source_sha256=recipe.get("init_image_sha256") or "",
-                seed=recipe["seed"],
-                scheduler=recipe["scheduler"],
-                steps=recipe["steps"],
-                guidance_scale=recipe["guidance_scale"],
-                strength=recipe["strength"],
-                width=recipe["width"],
-                height=recipe["height"],
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
-            image.file.save(f"{self.job.pk}-{output.meta['index']:04d}.png", ContentFile(data), save=False)
-            database_wait(image.save, what="recording an image")
-            stored.append(image)
-        events_publish([(self.job.pk, *image_event(image)) for image in stored])
-        self.seconds += time.perf_counter() - started
 
 
 @worker_process_init.connect
