@@ -1,4 +1,4 @@
-// Shared helpers for the pages: API calls with clear errors, small DOM builders, job polling.
+// Shared helpers for the pages: API calls with clear errors, small DOM builders, following jobs (events, polling).
 "use strict";
 
 window.DS = (() => {
@@ -194,7 +194,7 @@ window.DS = (() => {
 
   // Sends a job (send() resolves to it), shows it and keeps showing it until it finishes.
   // Returns the stop function of the polling, or null when the API refused the job.
-  async function sendAndWatch(send, { show, status, submit, errorBox, form }) {
+  async function sendAndWatch(send, { show, status, submit, errorBox, form, onPreview }) {
     submit.disabled = true;
     status.textContent = "Sending…";
     try {
@@ -202,9 +202,14 @@ window.DS = (() => {
       // Ready for the next job at once: jobs queue on the server, the form need not wait for this one.
       submit.disabled = false;
       show(job);
-      return pollJob(job.id, show, (error) => {
-        status.textContent = `Lost touch with the job: ${error.message} Retrying…`;
-      });
+      return watchJob(
+        job.id,
+        show,
+        (error) => {
+          status.textContent = `Lost touch with the job: ${error.message} Retrying…`;
+        },
+        { onPreview },
+      );
     } catch (error) {
       submit.disabled = false;
       status.textContent = "Not sent: see the message above the form.";
@@ -249,6 +254,69 @@ window.DS = (() => {
       clearTimeout(timer);
     };
   }
+
+  // Follows a job through its event stream (GET jobs/<id>/events/, Server-Sent Events): onUpdate(job) on every
+  // step, position change and stored image, onPreview(event) for preview images. The job's JSON is read once at
+  // the start, when an image is stored and at the end; everything between comes from the stream. Falls back to
+  // pollJob where EventSource is missing or the stream cannot be opened. Returns a stop function.
+  function watchJob(id, onUpdate, onError, { onPreview } = {}) {
+    if (!window.EventSource) return pollJob(id, onUpdate, onError);
+    let job = null;
+    let stopped = false;
+    let stopPolling = null;
+    const source = new EventSource(`${API}jobs/${encodeURIComponent(id)}/events/`);
+    watchJob.sources.add(source);
+    const close = () => {
+      source.close();
+      watchJob.sources.delete(source);
+    };
+    const update = (changes) => {
+      if (!job || stopped) return;
+      job = { ...job, ...changes };
+      onUpdate(job);
+    };
+    async function refetch() {
+      try {
+        const latest = await api(`jobs/${id}/`);
+        if (stopped) return;
+        // A step event can come before this answer: keep the later progress.
+        if (job && latest.status === "running" && job.progress.step > latest.progress.step) latest.progress = job.progress;
+        job = latest;
+        onUpdate(job);
+      } catch (error) {
+        if (onError) onError(error);
+      }
+    }
+    const on = (name, handle) =>
+      source.addEventListener(name, (event) => {
+        if (!stopped) handle(JSON.parse(event.data));
+      });
+    const progress = (step, total) => ({ step, total, fraction: total ? step / total : 0 });
+    on("queued", (data) => update({ status: "queued", position: data.position }));
+    on("started", (data) => update({ status: "running", position: null, progress: progress(0, data.total) }));
+    on("progress", (data) => update({ status: "running", position: null, progress: progress(data.step, data.total) }));
+    on("preview", (data) => onPreview && onPreview(data));
+    on("image", () => refetch());
+    for (const name of ["finished", "failed", "cancelled"]) {
+      on(name, () => {
+        close();
+        refetch();
+      });
+    }
+    // An EventSource reconnects by itself (sending Last-Event-ID); CLOSED means it gave up: poll instead.
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED || stopped || stopPolling) return;
+      close();
+      stopPolling = pollJob(id, onUpdate, onError);
+    });
+    refetch();
+    return () => {
+      stopped = true;
+      close();
+      if (stopPolling) stopPolling();
+    };
+  }
+  watchJob.sources = new Set(); // open streams, for tests and for debugging
 
   // Absent values are left out so that the API applies its defaults.
   function numberOrNull(input) {
@@ -297,6 +365,7 @@ window.DS = (() => {
     showError,
     statusText,
     timeTaken,
+    watchJob,
     wireCancel,
     wireSeed,
   };

@@ -10,6 +10,7 @@
   const progress = document.getElementById("job-progress");
   const seedLine = document.getElementById("job-seed");
   const gallery = document.getElementById("job-images");
+  const previews = document.getElementById("job-previews");
   const links = document.getElementById("job-links");
   const cancelButton = document.getElementById("job-cancel");
   const modelSelect = form.elements.model;
@@ -90,6 +91,7 @@
       loras: chosenLoras(),
       lora_scale: numberOrNull(e.lora_scale),
       webhook_url: e.webhook_url.value.trim(),
+      preview: e.preview.checked,
     };
     const file = e.init_image.files[0];
     if (file) values.strength = numberOrNull(e.strength);
@@ -105,7 +107,23 @@
     return { form: data };
   }
 
+  // Preview events: one small picture per image of the running batch, replaced as the run goes on.
+  function showPreview(event) {
+    previews.hidden = false;
+    for (const image of event.images) {
+      let img = previews.querySelector(`[data-index="${image.index}"]`);
+      if (!img) {
+        img = h("img", { "data-index": image.index, alt: `Preview of image ${image.index + 1}` });
+        previews.append(img);
+      }
+      img.src = image.data;
+      img.dataset.step = event.step;
+    }
+  }
+
   function show(job) {
+    // A cancel asked for from this page holds until the job ends, whatever a step event carried before it.
+    if (currentJob && currentJob.id === job.id && currentJob.cancel_requested) job = { ...job, cancel_requested: true };
     currentJob = job;
     status.textContent = statusText(job);
     status.dataset.status = job.status;
@@ -129,7 +147,11 @@
         ),
       );
     }
-    if (DS.FINISHED.includes(job.status)) submit.disabled = false;
+    if (DS.FINISHED.includes(job.status)) {
+      submit.disabled = false;
+      previews.hidden = true;
+      previews.replaceChildren();
+    }
   }
 
   form.addEventListener("submit", async (event) => {
@@ -142,8 +164,10 @@
     }
     if (stopPolling) stopPolling();
     gallery.replaceChildren();
+    previews.replaceChildren();
+    currentJob = null;
     const send = () => api("generations/", { method: "POST", ...payload() });
-    stopPolling = await DS.sendAndWatch(send, { show, status, submit, errorBox, form });
+    stopPolling = await DS.sendAndWatch(send, { show, status, submit, errorBox, form, onPreview: showPreview });
   });
 
   DS.wireCancel(cancelButton, () => currentJob, show, errorBox);

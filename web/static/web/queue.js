@@ -1,4 +1,6 @@
-// Queue: waiting and running jobs refreshed every second, with positions, progress, estimated start and cancel.
+// Queue: waiting and running jobs with positions, progress, estimated start and cancel. The first jobs in line
+// are followed through their event streams (progress every step, positions as they change) and the list is
+// re-read every 5 s; without streams (no EventSource, or a stream that cannot open) it is re-read every second.
 "use strict";
 
 (() => {
@@ -10,6 +12,52 @@
   const errorBox = document.getElementById("queue-error");
   const heading = document.getElementById("active-heading");
   let ticks = 0;
+  let timer = null;
+  const MAX_STREAMS = 10;
+  const streams = new Map(); // job id -> {source, entry, row}
+  const refused = new Set(); // jobs whose stream could not be opened: polled with the list
+
+  function follow(entry, row) {
+    const id = entry.job.id;
+    if (!window.EventSource || streams.has(id) || refused.has(id) || streams.size >= MAX_STREAMS) return;
+    const source = new EventSource(`/api/v1/jobs/${encodeURIComponent(id)}/events/`);
+    const state = { source, entry, row };
+    streams.set(id, state);
+    const change = (position, jobChanges) => {
+      state.entry = { ...state.entry, position, job: { ...state.entry.job, ...jobChanges } };
+      state.row.dataset.live = "stream";
+      updateRow(state.row, state.entry);
+    };
+    const on = (name, handle) => source.addEventListener(name, (event) => handle(JSON.parse(event.data)));
+    on("queued", (data) => change(data.position, { status: "queued" }));
+    on("started", () => change(null, { status: "running" }));
+    on("progress", (data) =>
+      change(null, { status: "running", progress: { step: data.step, total: data.total, fraction: data.total ? data.step / data.total : 0 } }),
+    );
+    for (const name of ["finished", "failed", "cancelled"]) {
+      on(name, () => {
+        unfollow(id);
+        schedule(0); // the job leaves the list now, not at the next refresh
+      });
+    }
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) return; // it reconnects by itself
+      unfollow(id);
+      refused.add(id);
+    });
+  }
+
+  function unfollow(id) {
+    const state = streams.get(id);
+    if (!state) return;
+    state.source.close();
+    streams.delete(id);
+  }
+
+  function schedule(ms) {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, ms);
+  }
 
   function describe(job) {
     const p = job.params || {};
@@ -65,6 +113,7 @@
       const entries = await api("queue/");
       errorBox.hidden = true;
       const keep = new Set(entries.map((e) => e.job.id));
+      for (const id of [...streams.keys()]) if (!keep.has(id)) unfollow(id);
       list.querySelectorAll("[data-job]").forEach((row) => {
         if (keep.has(row.dataset.job)) return;
         const hadFocus = row.contains(document.activeElement);
@@ -72,22 +121,30 @@
         if (hadFocus) heading.focus();
       });
       let previous = null;
-      for (const entry of entries) {
+      for (let entry of entries) {
         let row = list.querySelector(`[data-job="${entry.job.id}"]`);
         if (!row) row = createRow(entry.job);
+        const state = streams.get(entry.job.id);
+        if (state) {
+          // The stream may be ahead of this answer: keep its later progress.
+          if (state.entry.job.progress.step > entry.job.progress.step) entry = { ...entry, job: { ...entry.job, progress: state.entry.job.progress } };
+          state.entry = entry;
+          state.row = row;
+        }
         updateRow(row, entry);
+        follow(entry, row);
         // Move a row only when its place changed, so that keyboard focus on its button stays put.
         const expected = previous ? previous.nextElementSibling : list.firstElementChild;
         if (expected !== row) list.insertBefore(row, expected);
         previous = row;
       }
       empty.hidden = entries.length > 0;
-      if (ticks % 3 === 0) await refreshRecent();
+      if (ticks % (streams.size ? 1 : 3) === 0) await refreshRecent();
     } catch (error) {
       showError(errorBox, new Error(`Could not refresh the queue: ${error.message}`));
     }
     ticks += 1;
-    setTimeout(refresh, 1000);
+    schedule(streams.size ? 5000 : 1000);
   }
 
   async function refreshRecent() {
