@@ -38,6 +38,7 @@ class Event:
     name: str
     data: dict[str, Any]
     id: str | None = None  # the stream entry id; None for an event made from the job row
+    raw: str | None = None  # `data` as stored (JSON), sent as it is
 
     @property
     def final(self) -> bool:

@@ -29,22 +29,19 @@ from tests.conftest import ROOT, free_port, wait_for_job, worker_env
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 
-def asgi_server_command(port: int) -> list[str]:
-    """gunicorn with a uvicorn worker: the ASGI web command (README, "Live progress")."""
-    return [
-        sys.executable, "-m", "gunicorn", "config.asgi:application", "--worker-class", "uvicorn_worker.UvicornWorker",
-        "--workers", "1", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2",
-    ]  # fmt: skip
+def asgi_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The production web command with WEB_SERVER=asgi (gunicorn with a uvicorn worker), on the test database."""
+    env = {**worker_env(), "WEB_SERVER": "asgi", "WEB_WORKERS": "1", "WEB_BIND": f"127.0.0.1:{port}"}
+    return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py"], env
 
 
 @pytest.fixture(scope="module")
 def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
     port = free_port()
     log = tmp_path_factory.mktemp("asgi") / "server.log"
+    command, env = asgi_command(port)
     with log.open("w") as handle:
-        process = subprocess.Popen(
-            asgi_server_command(port), cwd=ROOT, env=worker_env(), stdout=handle, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -80,21 +80,24 @@ class EventStreamRenderer(BaseRenderer):
 
 
 def _frame(event: Event, base: str) -> bytes:
-    data = event.data
     if event.name == "image":
-        data = {**data, "url": base + data["url"]}
+        data = json.dumps({**event.data, "url": base + event.data["url"]})
+    else:
+        data = event.raw or json.dumps(event.data)  # as stored: each event is encoded once, not once per client
     head = f"id: {event.id}\n" if event.id else ""
-    return f"{head}event: {event.name}\ndata: {json.dumps(data)}\n\n".encode()
+    return f"{head}event: {event.name}\ndata: {data}\n\n".encode()
 
 
 def _entries(reply: Any) -> list[Event]:
     """XREAD's reply (RESP2 list or RESP3 dict) as events."""
     streams = reply.items() if isinstance(reply, dict) else (reply or [])
-    return [
-        Event(fields[b"event"].decode(), json.loads(fields[b"data"]), entry_id.decode())
-        for _, entries in streams
-        for entry_id, fields in entries
-    ]
+    events = []
+    for _, entries in streams:
+        for entry_id, fields in entries:
+            name, raw = fields[b"event"].decode(), fields[b"data"].decode()
+            data = json.loads(raw) if name == "image" else {}  # only image events are rewritten (their URL)
+            events.append(Event(name, data, entry_id.decode(), raw))
+    return events
 
 
 class _Stream:
