@@ -36,13 +36,16 @@ def source_problem(source: str) -> str | None:
         return "A source may not contain '..'; give a path relative to MODEL_ROOT or a repo id (org/name)."
     roots = source_roots()
     allowed = "MODEL_ROOT" + (" or MODEL_SOURCE_DIRS" if settings.MODEL_SOURCE_DIRS else "")
-    if path.is_absolute():
-        if not _inside(Path(source), roots):
-            return f"A local source must be inside {allowed}; give a path relative to MODEL_ROOT or a repo id."
-        return None
-    local = Path(settings.MODEL_ROOT) / source
-    if local.exists() and not _inside(local, roots):  # a symlink under MODEL_ROOT that leads out
-        return f"This path under MODEL_ROOT leads outside {allowed}."
+    try:
+        if path.is_absolute():
+            if not _inside(Path(source), roots):
+                return f"A local source must be inside {allowed}; give a path relative to MODEL_ROOT or a repo id."
+            return None
+        local = Path(settings.MODEL_ROOT) / source
+        if local.exists() and not _inside(local, roots):  # a symlink under MODEL_ROOT that leads out
+            return f"This path under MODEL_ROOT leads outside {allowed}."
+    except OSError as error:  # a name too long for the filesystem, a symlink loop, ...
+        return f"This path cannot be used on this server ({error.strerror or type(error).__name__})."
     return None
 
 

@@ -58,6 +58,10 @@ def webhook_url_check(url: str, *, field: str = "webhook_url") -> None:
         port = parsed.port
     except ValueError:  # URLValidator lets any 1-5 digit port through, e.g. 99999
         raise ValidationError({field: "The port must be between 0 and 65535."}) from None
+    try:
+        parsed.hostname.encode("idna")  # a label over 63 bytes cannot be looked up or delivered to
+    except UnicodeError:
+        raise ValidationError({field: f"The host {parsed.hostname!r} is not a valid host name."}) from None
     if settings.WEBHOOK_ALLOW_PRIVATE:
         return
     try:

@@ -34,7 +34,18 @@ def staff() -> APIClient:
 
 @pytest.mark.parametrize(
     "source",
-    ["/etc", "../../../../etc", "dev/../../etc", "local/../../outside", "escape", "escape/ssl", "/", "a\\..\\b", ""],
+    [
+        "/etc",
+        "../../../../etc",
+        "dev/../../etc",
+        "local/../../outside",
+        "escape",
+        "escape/ssl",
+        "/",
+        "a\\..\\b",
+        "",
+        "0" * 600,
+    ],
 )
 def test_a_model_source_outside_model_root_is_a_400_naming_source(roots: Path, staff: APIClient, source: str) -> None:
     response = staff.post("/api/v1/models/", {"name": "evil", "source": source}, format="json")
