@@ -89,17 +89,18 @@ def django_prepare() -> None:
 class Worker:
     """`celery worker --pool prefork --concurrency 1` in its own process group, stopped on exit."""
 
-    def __init__(self, env: dict[str, str], queue: str, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], queue: str, log_path: Path, name: str = "bench") -> None:
         self.env = env
         self.queue = queue
         self.log_path = log_path
+        self.name = name
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180) -> None:
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "1",
-            "--queues", self.queue, "--hostname", f"bench-{os.getpid()}@%h", "--without-mingle", "--without-gossip",
-            "--loglevel", "INFO",
+            "--queues", self.queue, "--hostname", f"{self.name}-{os.getpid()}@%h", "--without-mingle",
+            "--without-gossip", "--loglevel", "INFO",
         ]  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("w") as handle:

@@ -6,7 +6,8 @@
 
 (a) the bare services/ call, (b) the same job through PostgreSQL, Redis and a Celery worker process,
 (c) a mixed workload over three checkpoints and two LoRAs (counting reloads after warm-up), and
-(d) random diffusion (img2img) batched against one by one. The bench has its own database, Redis
+(d) random diffusion (img2img) batched against one by one, and (e) submit latency of the web command
+under 32 concurrent clients (`--only-web` runs (e) alone). The bench has its own database, Redis
 database, queue and media folder (overridable with BENCH_DATABASE_URL and BENCH_REDIS_URL).
 """
 
@@ -33,6 +34,7 @@ from bench.gpu import run_gpu
 from bench.mixed import run_mixed
 from bench.overhead import run_overhead
 from bench.report import Context, final_line, write_report
+from bench.web import report_splice, run_web, web_line, web_section
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mixed-jobs", type=int, default=24, help="jobs of part (c) after warm-up (default 24)")
     parser.add_argument("--output", type=Path, help="the report (default docs/benchmarks.md, or -gpu.md with --gpu)")
     parser.add_argument("--gpu", action="store_true", help="time the SD-1.5 shape on CUDA instead (see the report)")
+    parser.add_argument(
+        "--only-web", action="store_true", help="run part (e), submit latency, alone and update its section"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1 or args.mixed_jobs < 1:
         parser.error("--repeats, --threads and --mixed-jobs must be at least 1")
@@ -75,19 +80,39 @@ def run_cpu(args: argparse.Namespace) -> str:
     mixed = run_mixed(config, specs, loras, args.mixed_jobs)
     log("(d) random diffusion, batched and one by one")
     batching = run_batching(processor, specs[MODELS[0]])
+    log("(e) submit latency with 32 concurrent clients, gthread and sync")
+    web = run_web(env)
     context = Context(
         started=started, seconds=time.perf_counter() - clock, threads=torch.get_num_threads(),
         worker_threads=worker_threads, repeats=args.repeats, load_before=load_before, load_after=os.getloadavg(),
     )  # fmt: skip
     output = args.output or DOCS / "benchmarks.md"
     write_report(output, context, overhead, mixed, batching)
+    report_splice(output, web_section(web))
     log(f"wrote {output}")
-    return final_line(overhead, mixed, batching)
+    return final_line(overhead, mixed, batching) + " " + web_line(web)
+
+
+def run_web_only(args: argparse.Namespace) -> str:
+    """Part (e) alone: its section of the report is replaced, the rest is left as it was."""
+    env = bench_environment(threads=args.threads, device="cpu")
+    os.environ.update({**env, "LOG_LEVEL": "WARNING"})
+    if database_ensure(DATABASE_URL):
+        log(f"created the database of {DATABASE_URL}")
+    django_prepare()
+    web = run_web(env)
+    output = args.output or DOCS / "benchmarks.md"
+    report_splice(output, web_section(web))
+    log(f"wrote part (e) of {output}")
+    return web_line(web)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    line = run_gpu(args.repeats, args.output or DOCS / "benchmarks-gpu.md") if args.gpu else run_cpu(args)
+    if args.gpu:
+        line = run_gpu(args.repeats, args.output or DOCS / "benchmarks-gpu.md")
+    else:
+        line = run_web_only(args) if args.only_web else run_cpu(args)
     print(line, flush=True)
     return 0
 
