@@ -198,6 +198,12 @@ DIFFUSION_MAX_LORAS_PER_MODEL = env_int("DIFFUSION_MAX_LORAS_PER_MODEL", 8, mini
 DIFFUSION_BATCH_SIZE = env_int("DIFFUSION_BATCH_SIZE", 4, minimum=1, maximum=64)
 # Finished batches waiting for the background saver (PNG encode, file, row); 0 saves inline.
 DIFFUSION_SAVE_QUEUE_DEPTH = env_int("DIFFUSION_SAVE_QUEUE_DEPTH", 2, minimum=0, maximum=64)
+# Accelerations (services/accel.py); a model's metadata {"accel": {...}} overrides them for that model.
+DIFFUSION_ATTENTION = env_str("DIFFUSION_ATTENTION", "sdpa", choices=("sdpa", "eager"))
+DIFFUSION_CHANNELS_LAST = env_str("DIFFUSION_CHANNELS_LAST", "auto", choices=("auto", "true", "false"))  # auto: CUDA
+DIFFUSION_FUSE_QKV = env_bool("DIFFUSION_FUSE_QKV", False)
+DIFFUSION_COMPILE = env_bool("DIFFUSION_COMPILE", False)
+DIFFUSION_COMPILE_CACHE_DIR = env_str("DIFFUSION_COMPILE_CACHE_DIR", str(VAR_DIR / "inductor-cache"))
 DIFFUSION_DEFAULT_QUEUE = env_str("DIFFUSION_DEFAULT_QUEUE", "diffusion")
 # Per-checkpoint queues so that a fleet can dedicate workers to models: model-name=queue pairs.
 DIFFUSION_MODEL_QUEUES = env_mapping("DIFFUSION_MODEL_QUEUES")

@@ -6,11 +6,12 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from services.accel import AccelOptions, lora_compatible
 from services.devices import free_memory, is_out_of_memory, resolve_device
 from services.loras import LoraCache
 from services.pipelines import PipelineRegistry, ResidentModel
@@ -40,6 +41,7 @@ class EngineConfig:
     max_models: int = 3
     memory_budget_bytes: int = 0
     max_loras_per_model: int = 8
+    accel: AccelOptions = AccelOptions()
 
 
 def library_versions() -> dict[str, str]:
@@ -60,13 +62,18 @@ class DiffusersProcessor:
             dtype=config.dtype,
             max_models=config.max_models,
             memory_budget_bytes=config.memory_budget_bytes,
+            accel=config.accel,
         )
         self.loras = LoraCache(max_per_model=config.max_loras_per_model)
         self.versions = library_versions()
 
     def preload(self, models: list[ModelSpec]) -> None:
         for spec in models[: self.config.max_models]:
-            self.pipelines.get(spec)
+            resident, _ = self.pipelines.get(spec)
+            if resident.accel.compile:  # compile now, at the model's own size, not in the first job
+                size = spec.resolution
+                warm_up = GenerationRequest(model=spec, items=[ImageTask(prompt="", seed=0, width=size, height=size)])
+                self.generate(replace(warm_up, steps=2))
 
     def generate(
         self,
@@ -81,15 +88,16 @@ class DiffusersProcessor:
         resident, stats.load_s = self.pipelines.get(request.model)
         self.loras.activate(resident, request.loras)
         try:
-            for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
-                started = time.perf_counter()
-                outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview)
-                finished = time.perf_counter()
-                stats.inference_s += finished - started
-                stats.batches.append((started, finished))
-                stats.images += len(outputs)
-                if on_batch is not None:
-                    on_batch(outputs)
+            with lora_compatible(resident.text2img, resident.accel, with_loras=bool(request.loras)):
+                for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
+                    started = time.perf_counter()
+                    outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview)
+                    finished = time.perf_counter()
+                    stats.inference_s += finished - started
+                    stats.batches.append((started, finished))
+                    stats.images += len(outputs)
+                    if on_batch is not None:
+                        on_batch(outputs)
         finally:
             self.loras.deactivate(resident)
         return stats

@@ -11,12 +11,13 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from services.accel import AccelOptions, accel_apply, accel_options
 from services.devices import free_memory, module_bytes, resolve_dtype
 from services.types import LoraSpec, ModelSpec, ModelUnavailable
 
@@ -60,6 +61,7 @@ class ResidentModel:
     revision: str
     base_scheduler_config: Any
     loras: OrderedDict[str, LoraSpec] = field(default_factory=OrderedDict)
+    accel: AccelOptions = field(default_factory=AccelOptions)
     _img2img: Any = None
 
     @property
@@ -76,8 +78,15 @@ class ResidentModel:
 
 class PipelineRegistry:
     def __init__(
-        self, *, device: torch.device, dtype: str = "auto", max_models: int = 3, memory_budget_bytes: int = 0
+        self,
+        *,
+        device: torch.device,
+        dtype: str = "auto",
+        max_models: int = 3,
+        memory_budget_bytes: int = 0,
+        accel: AccelOptions | None = None,
     ) -> None:
+        self.accel = accel or AccelOptions()
         self.device = device
         self.dtype = dtype
         self.max_models = max_models
@@ -126,6 +135,14 @@ class PipelineRegistry:
             raise ModelUnavailable(f"Cannot load model {spec.name!r} from {spec.source!r}: {error}") from error
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        try:
+            options = accel_options(self.accel, dict(spec.accel))
+            if options.channels_last is None:
+                options = replace(options, channels_last=self.device.type == "cuda")
+        except ValueError as error:
+            raise ModelUnavailable(f"Model {spec.name!r}: {error}") from error
+        if spec.family != "sdxl":
+            accel_apply(pipe, options)
         revision = spec.revision or fingerprint(spec.source) or Path(str(pipe.config.get("_name_or_path", ""))).name
         return ResidentModel(
             spec=spec,
@@ -134,6 +151,7 @@ class PipelineRegistry:
             bytes=module_bytes(*pipe.components.values()),
             revision=revision,
             base_scheduler_config=pipe.scheduler.config,
+            accel=options,
         )
 
     def _enforce_budget(self, *, keep: str) -> None:

@@ -18,6 +18,7 @@ class ModelSpec:
     family: str = "sd1"
     dtype: str = "auto"
     resolution: int = 512
+    accel: tuple[tuple[str, Any], ...] = ()  # per-model overrides of services.accel.AccelOptions
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,14 @@ def model_spec(model: DLModel):  # noqa: ANN201
         family=model.family,
         dtype=model.dtype,
         resolution=model.resolution,
+        accel=_accel_overrides(model),
     )
+
+
+def _accel_overrides(model: DLModel) -> tuple:
+    """metadata {"accel": {"fuse_qkv": true, ...}}: this model's own acceleration options (checked at load)."""
+    overrides = (model.metadata or {}).get("accel") if isinstance(model.metadata, dict) else None
+    return tuple(sorted(overrides.items())) if isinstance(overrides, dict) else ()
 
 
 def lora_specs(loras: list[dict]) -> tuple:  # noqa: ANN001
@@ -65,6 +72,7 @@ def lora_specs(loras: list[dict]) -> tuple:  # noqa: ANN001
 
 
 def engine_config():  # noqa: ANN201
+    from services.accel import AccelOptions
     from services.engine import EngineConfig
 
     return EngineConfig(
@@ -73,6 +81,13 @@ def engine_config():  # noqa: ANN201
         max_models=settings.DIFFUSION_MAX_RESIDENT_MODELS,
         memory_budget_bytes=settings.DIFFUSION_MEMORY_BUDGET_MB * 2**20,
         max_loras_per_model=settings.DIFFUSION_MAX_LORAS_PER_MODEL,
+        accel=AccelOptions(
+            attention=settings.DIFFUSION_ATTENTION,
+            channels_last={"auto": None, "true": True, "false": False}[settings.DIFFUSION_CHANNELS_LAST],
+            fuse_qkv=settings.DIFFUSION_FUSE_QKV,
+            compile=settings.DIFFUSION_COMPILE,
+            compile_cache_dir=str(settings.DIFFUSION_COMPILE_CACHE_DIR),
+        ),
     )
 
 
