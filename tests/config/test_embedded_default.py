@@ -31,6 +31,14 @@ job = GenerationJob.objects.get(pk="{pk}")
 print(job.status, job.images.count(), job.images_expected, job.error)
 """
 
+# The live events endpoint without Redis: it polls the job row (the job has finished, so the stream ends at once).
+EVENTS = """
+from django.test import Client
+response = Client().get("/api/v1/jobs/{pk}/events/")
+events = [line for line in b"".join(response.streaming_content).decode().splitlines() if line.startswith("event: ")]
+print(response.status_code, events[0], events[-1], events.count("event: image"))
+"""
+
 
 def test_a_job_runs_on_sqlite_and_the_filesystem_broker(tmp_path: Path, dev_checkpoint_files: None) -> None:
     keep = {"PATH", "HOME", "LANG", "PYTHONPATH", "TMPDIR"}
@@ -73,6 +81,8 @@ def test_a_job_runs_on_sqlite_and_the_filesystem_broker(tmp_path: Path, dev_chec
         assert int(made) == int(expected) == 10
         assert (tmp_path / "db.sqlite3").is_file()
         assert len(list((tmp_path / "media" / "generated").rglob("*.png"))) == 10
+        events = manage("shell", "--no-imports", "-c", EVENTS.format(pk=job_id)).strip().splitlines()[-1]
+        assert events == "200 event: started event: finished 10"
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=60)

@@ -22,9 +22,9 @@ from django.test import Client
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
-from image_model_domain.jobs import job_create_generation
+from image_model_domain.jobs import job_cancel, job_create_generation, job_delete
 from image_model_domain.models import GenerationJob
-from tests.conftest import ROOT, free_port, wait_for_job, worker_env
+from tests.conftest import ROOT, free_port, session_queue, wait_for_job, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -212,6 +212,35 @@ def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(
             assert decoded.format == "JPEG" and decoded.size == (64, 64)
     names = [event["event"] for event in events]
     assert names.index("preview") > names.index("started") and names[-1] == "finished"
+
+
+def test_positions_follow_the_queue_and_deleting_a_waiting_job_ends_its_stream(settings, dev_models) -> None:  # noqa: ANN001
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # both jobs stay queued
+    first, second = generate(None), generate(None)
+    response = Client().get(f"/api/v1/jobs/{second.pk}/events/")  # opened now, read below
+    job_cancel(job=first)
+    job_delete(job=second)
+
+    events = parse(iter(b"".join(response.streaming_content).decode().split("\n")))
+    assert [(event["event"], event["data"]) for event in events] == [
+        ("queued", {"position": 2}),
+        ("queued", {"position": 1}),  # the job ahead was cancelled
+        ("cancelled", {"status": "cancelled", "error": "Deleted."}),
+    ]
+    assert Client().get(f"/api/v1/jobs/{second.pk}/events/").status_code == 404
+
+
+def test_while_redis_is_unreachable_the_stream_is_served_from_the_row(settings, dev_models) -> None:  # noqa: ANN001
+    job = generate(None)
+    GenerationJob.objects.filter(pk=job.pk).update(status="failed", progress_step=3, error="Out of memory.")
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    response = Client().get(f"/api/v1/jobs/{job.pk}/events/")
+    events = parse(iter(b"".join(response.streaming_content).decode().split("\n")))
+    assert [(event["event"], event["data"]) for event in events[1:]] == [
+        ("progress", {"step": 3, "total": 8}),
+        ("failed", {"status": "failed", "error": "Out of memory."}),
+    ]
 
 
 def test_without_redis_the_stream_polls_the_job_row(settings, celery_worker, dev_models) -> None:  # noqa: ANN001

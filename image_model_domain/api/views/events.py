@@ -6,8 +6,8 @@ stream it returns is read from the job's Redis Stream (image_model_domain/events
 - under ASGI (WEB_SERVER=asgi: uvicorn workers under gunicorn), an async iterator on redis.asyncio, so an
   open stream costs a Redis connection and a coroutine, not a thread;
 - under WSGI, a sync iterator on redis-py (each open stream holds a worker thread);
-- without Redis (the embedded default of `make run`), a sync iterator that polls the job row every
-  JOB_PROGRESS_INTERVAL_S: no event ids, and steps between two polls are not sent.
+- without Redis (the embedded default of `make run`), or while it is down, a sync iterator that polls the
+  job row every JOB_PROGRESS_INTERVAL_S: no event ids, and steps between two polls are not sent.
 
 A stream ends after the job's final event, or after JOB_EVENTS_MAX_S (the client reconnects with
 Last-Event-ID and misses nothing); a reconnect after the final event is answered 204, which tells an
@@ -43,6 +43,7 @@ KEEPALIVE_S = 15  # a comment line this often keeps proxies from closing an idle
 RETRY_MS = 3000  # how long an EventSource waits before it reconnects
 READ_COUNT = 500
 EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+LOST = b": the event store is unavailable; reconnect\n\n"
 
 EXAMPLE = (
     "retry: 3000\n\n"
@@ -152,6 +153,8 @@ def _read_redis_sync(stream: _Stream) -> Iterator[bytes]:
         while not stream.done and (block := stream.block_ms()):
             events = _entries(client.xread({stream.key: stream.cursor}, count=READ_COUNT, block=block))
             yield from stream.more(events) if events else [b": keep-alive\n\n"]
+    except redis.RedisError:
+        yield LOST  # the client reconnects with its Last-Event-ID and is served from the row if Redis stays away
     finally:
         client.close()
 
@@ -183,6 +186,8 @@ async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
             events = _entries(await client.xread({stream.key: stream.cursor}, count=READ_COUNT, block=block))
             for frame in stream.more(events) if events else [b": keep-alive\n\n"]:
                 yield frame
+    except redis.RedisError:
+        yield LOST
     finally:
         await client.aclose()
 
@@ -205,14 +210,16 @@ def _poll_row(job_id: Any, base: str) -> Iterator[bytes]:
         time.sleep(max(settings.JOB_PROGRESS_INTERVAL_S, 0.1))
 
 
-def _has_events_after(job_id: Any, cursor: str) -> bool:
+def _redis_state(job_id: Any, cursor: str | None) -> tuple[bool, bool]:
+    """(Redis answers, the job's stream holds events after `cursor`), in one round trip at connect."""
     import redis
 
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
-        return bool(client.xrange(events_key(job_id), min=f"({cursor}", count=1))
+        after = client.xrange(events_key(job_id), min=f"({cursor}" if cursor else "-", count=1)
+        return True, bool(after)
     except redis.RedisError:
-        return False
+        return False, False
     finally:
         client.close()
 
@@ -255,10 +262,11 @@ class JobEventsView(APIView):
                 {"detail": "Invalid input.", "errors": {field: ["An event id, like 1795438516944-0."]}}, status=400
             )
         base = request.build_absolute_uri("/")[:-1]
-        if not events_enabled():
+        reachable, has_more = _redis_state(job.pk, cursor) if events_enabled() else (False, False)
+        if not reachable:  # no Redis (the embedded default), or it is down: what the row says, polled
             content: Any = _poll_row(job.pk, base)
         else:
-            if cursor and job.status not in ACTIVE_STATUSES and not _has_events_after(job.pk, cursor):
+            if cursor and job.status not in ACTIVE_STATUSES and not has_more:
                 return HttpResponse(status=204)
             stream = _Stream(job, cursor, base)
             asgi = isinstance(request._request, ASGIRequest)
