@@ -6,11 +6,13 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from image_model_domain.models import DLModel, GenerationJob
+from image_model_domain.workers import worker_heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +45,8 @@ def test_img2img_progress_and_the_queue_estimate_count_steps_times_strength(api:
         started_at=now - timedelta(seconds=10),
         finished_at=now,
     )  # 0.1 s a step
+    # A worker on the queue, as its heartbeat says: without one the queue gives no estimate.
+    worker_heartbeat(hostname="w1@host", queues=[settings.DIFFUSION_DEFAULT_QUEUE], pid=1, started_at=now)
     img2img = api.post(
         "/api/v1/generations/",
         {"prompt": "a fox", "steps": 150, "strength": 0.2, "num_images": 2, "init_image": png()},
