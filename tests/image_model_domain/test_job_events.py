@@ -51,6 +51,7 @@ def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # no
         except requests.RequestException:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
+            process.terminate()
             raise RuntimeError(f"the ASGI server did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)
     yield url
