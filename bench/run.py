@@ -6,8 +6,9 @@
 
 (a) the bare services/ call, (b) the same job through PostgreSQL, Redis and a Celery worker process,
 (c) a mixed workload over three checkpoints and two LoRAs (counting reloads after warm-up), and
-(d) random diffusion (img2img) batched against one by one, and (e) submit latency of the web command
-under 32 concurrent clients (`--only-web` runs (e) alone). The bench has its own database, Redis
+(d) random diffusion (img2img) batched against one by one, (e) submit latency of the web command under
+32 concurrent clients (`--only-web` runs (e) alone), and (f) a job alone against the same job with 50
+clients on its event stream (`--only-streams` runs (f) alone). The bench has its own database, Redis
 database, queue and media folder (overridable with BENCH_DATABASE_URL and BENCH_REDIS_URL).
 """
 
@@ -34,6 +35,7 @@ from bench.gpu import run_gpu
 from bench.mixed import run_mixed
 from bench.overhead import run_overhead
 from bench.report import Context, final_line, write_report
+from bench.streams import STREAM_CLIENTS, run_streams, streams_line, streams_section, streams_splice
 from bench.web import report_splice, run_web, web_line, web_section
 
 
@@ -43,9 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in both processes (default 1)")
     parser.add_argument("--mixed-jobs", type=int, default=24, help="jobs of part (c) after warm-up (default 24)")
     parser.add_argument("--output", type=Path, help="the report (default docs/benchmarks.md, or -gpu.md with --gpu)")
+    parser.add_argument("--streams", type=int, default=STREAM_CLIENTS, help="clients of part (f) (default 50)")
     parser.add_argument("--gpu", action="store_true", help="time the SD-1.5 shape on CUDA instead (see the report)")
     parser.add_argument(
         "--only-web", action="store_true", help="run part (e), submit latency, alone and update its section"
+    )
+    parser.add_argument(
+        "--only-streams", action="store_true", help="run part (f), event streams, alone and update its section"
     )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1 or args.mixed_jobs < 1:
@@ -75,6 +81,7 @@ def run_cpu(args: argparse.Namespace) -> str:
     log("starting the worker")
     with running_worker(env) as worker:
         overhead = run_overhead(processor, worker, specs[MODELS[0]], args.repeats)
+        streams = run_streams(worker, env, MODELS[0], clients=args.streams)
     worker_threads = worker_torch_threads(env)
     log("(c) mixed checkpoints and LoRAs")
     mixed = run_mixed(config, specs, loras, args.mixed_jobs)
@@ -89,8 +96,9 @@ def run_cpu(args: argparse.Namespace) -> str:
     output = args.output or DOCS / "benchmarks.md"
     write_report(output, context, overhead, mixed, batching)
     report_splice(output, web_section(web))
+    streams_splice(output, streams_section(streams))
     log(f"wrote {output}")
-    return final_line(overhead, mixed, batching) + " " + web_line(web)
+    return final_line(overhead, mixed, batching) + " " + web_line(web) + " " + streams_line(streams)
 
 
 def run_web_only(args: argparse.Namespace) -> str:
@@ -107,12 +115,27 @@ def run_web_only(args: argparse.Namespace) -> str:
     return web_line(web)
 
 
+def run_streams_only(args: argparse.Namespace) -> str:
+    """Part (f) alone: its section of the report is replaced, the rest is left as it was."""
+    env = bench_environment(threads=args.threads, device="cpu")
+    os.environ.update({**env, "LOG_LEVEL": "WARNING"})
+    if database_ensure(DATABASE_URL):
+        log(f"created the database of {DATABASE_URL}")
+    django_prepare()
+    with running_worker(env) as worker:
+        streams = run_streams(worker, env, MODELS[0], clients=args.streams)
+    output = args.output or DOCS / "benchmarks.md"
+    streams_splice(output, streams_section(streams))
+    log(f"wrote part (f) of {output}")
+    return streams_line(streams)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.gpu:
         line = run_gpu(args.repeats, args.output or DOCS / "benchmarks-gpu.md")
     else:
-        line = run_web_only(args) if args.only_web else run_cpu(args)
+        line = run_web_only(args) if args.only_web else run_streams_only(args) if args.only_streams else run_cpu(args)
     print(line, flush=True)
     return 0
 
