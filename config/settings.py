@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.metrics.RequestMetricsMiddleware",
+    "image_model_domain.api.middleware.JSONErrorsUnderAPI",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -157,9 +158,9 @@ REST_FRAMEWORK = {
     # views that take files (image-to-image, dataset uploads) add multipart and document it; a form elsewhere is 415.
     "DEFAULT_PARSER_CLASSES": ["image_model_domain.api.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "image_model_domain.api.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "image_model_domain.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["image_model_domain.api.filters.StrictFilterBackend"],
     "EXCEPTION_HANDLER": "image_model_domain.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -178,7 +179,10 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "image_model_domain.api.schema.closed_request_bodies",
+        "image_model_domain.api.schema.non_blank_strings",
+        "image_model_domain.api.schema.not_found_on_path_parameters",
     ],
+    "ENUM_NAME_OVERRIDES": {"SchedulerEnum": "image_model_domain.registry.SCHEDULERS"},
 }
 API_SUBMISSION_RATE = env_str("API_SUBMISSION_RATE", "60/minute")
 if not re.fullmatch(r"\d+/(second|minute|hour|day)", API_SUBMISSION_RATE):

@@ -80,7 +80,7 @@ class DatasetImageInput(RejectUnknownFields, serializers.Serializer):
 @extend_schema_view(
     get=extend_schema(
         summary="Datasets",
-        responses={200: DatasetOutput(many=True), **errors(401)},
+        responses={200: DatasetOutput(many=True), **errors(400, 401)},
         examples=[OpenApiExample("A page of datasets", value=DATASET_EXAMPLE, response_only=True)],
     )
 )
@@ -95,7 +95,7 @@ class DatasetListView(generics.ListAPIView):
     @extend_schema(
         summary="Create a dataset (staff)",
         request=DatasetInput,
-        responses={201: DatasetOutput, **errors(400, 401, 403)},
+        responses={201: DatasetOutput, **errors(400, 401, 403, 409)},
         examples=[
             OpenApiExample(
                 "A new dataset", value={"name": "sketches", "description": "Pencil sketches."}, request_only=True
@@ -135,7 +135,7 @@ class DatasetDetailView(generics.RetrieveAPIView):
     get=extend_schema(
         summary="A dataset's images",
         description="An unknown dataset has no images: an empty page.",
-        responses={200: DatasetImageOutput(many=True), **errors(401)},
+        responses={200: DatasetImageOutput(many=True), **errors(400, 401)},
         examples=[OpenApiExample("A page of images", value=DATASET_IMAGE_EXAMPLE, response_only=True)],
     )
 )
@@ -160,7 +160,7 @@ class DatasetImageListView(generics.ListAPIView):
                 description="Added.",
                 examples=[OpenApiExample("The added image", value=DATASET_IMAGE_EXAMPLE, status_codes=[201])],
             ),
-            **errors(400, 401, 403, 404),
+            **errors(400, 401, 403, 404, 409),
         },
     )
     def post(self, request: Request, pk: int) -> Response:

@@ -267,7 +267,10 @@ def job_create_random_diffusion(
             raise ValidationError({"image_ids": f"Not images of dataset {dataset.name!r}: {unknown}."})
         images = sorted(set(image_ids))
     if not images:
-        raise ValidationError({"dataset": f"The dataset {dataset.name!r} has no images."})
+        # A valid request the dataset's state refuses: 409, as for a taken name (api/errors.py).
+        raise ValidationError(
+            {"dataset": ValidationError(f"The dataset {dataset.name!r} has no images.", code="conflict")}
+        )
     if model_names:
         models = [dlmodel_get_enabled(name=name, field="models").name for name in dict.fromkeys(model_names)]
     else:

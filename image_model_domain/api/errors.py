@@ -38,8 +38,23 @@ class QueueCapThrottled(exceptions.Throttled):
         self.extra = {"cap": error.cap, "limit": error.limit, "active": error.active}
 
 
+def _is_only_unique(codes: Any) -> bool:
+    """Every error a clash with what exists (a taken name or image, an empty dataset): a valid request, 409."""
+    if isinstance(codes, dict):
+        return bool(codes) and all(_is_only_unique(value) for value in codes.values())
+    if isinstance(codes, list):
+        return bool(codes) and all(_is_only_unique(value) for value in codes)
+    return codes in ("unique", "conflict")
+
+
 def _as_drf(error: Exception) -> Exception:
+    if isinstance(error, exceptions.ValidationError) and _is_only_unique(error.get_codes()):
+        return Conflict("; ".join(_messages(error.detail)))
     if isinstance(error, DjangoValidationError):
+        if hasattr(error, "error_dict") and _is_only_unique(
+            {key: [e.code for e in value] for key, value in error.error_dict.items()}
+        ):
+            return Conflict("; ".join(m for messages in error.message_dict.values() for m in messages))
         if hasattr(error, "error_dict"):
             return exceptions.ValidationError(
                 {
@@ -110,7 +125,8 @@ _ERROR_DOCS: dict[int, tuple[str, dict[str, Any]]] = {
     403: ("Signed in but not allowed: registry writes are for staff.", {"detail": "You do not have permission."}),
     404: ("No such object, or not one of yours.", {"detail": "No GenerationJob matches the given query."}),
     409: (
-        "A conflict: an Idempotency-Key reused with another body, or a job that has finished.",
+        "A conflict: a name (or dataset image) that exists already, an Idempotency-Key reused with another body, "
+        "or a job that has finished.",
         {"detail": "The Idempotency-Key 'k1' was used with a different request."},
     ),
     429: (

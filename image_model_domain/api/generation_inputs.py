@@ -46,6 +46,7 @@ class ImageToImageSerializer(GenerationInput):
     )
 
     def to_internal_value(self, data: Any) -> Any:
+        self.form_encoded = hasattr(data, "getlist")  # parts are text: their fields parse them
         return super().to_internal_value(form_values(data, json_fields=("loras",)))
 
 

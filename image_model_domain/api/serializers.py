@@ -67,6 +67,11 @@ def _check_webhook(value: str) -> str:
     return value
 
 
+@extend_schema_field({"type": "integer", "minimum": 64, "maximum": 2048, "multipleOf": 8})
+class DimensionField(serializers.IntegerField):
+    """A width or height in pixels: a multiple of 8 (the VAE's scale), as the schema says."""
+
+
 class GenerationInput(RejectUnknownFields, serializers.Serializer):
     prompt = serializers.CharField(max_length=1000)
     negative_prompt = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
@@ -76,8 +81,8 @@ class GenerationInput(RejectUnknownFields, serializers.Serializer):
     num_images = serializers.IntegerField(min_value=1, max_value=8, default=1)
     steps = serializers.IntegerField(min_value=1, max_value=150, default=25)
     guidance_scale = serializers.FloatField(min_value=0.0, max_value=30.0, default=7.5)
-    width = serializers.IntegerField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
-    height = serializers.IntegerField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
+    width = DimensionField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
+    height = DimensionField(min_value=64, max_value=2048, required=False, help_text="Multiple of 8.")
     scheduler = serializers.ChoiceField(choices=SCHEDULERS, required=False)
     seed = serializers.IntegerField(
         min_value=0,
@@ -269,8 +274,9 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class BoundedJSONField(serializers.JSONField):
-    """A JSON value; a JSON string in a form is parsed with the nesting limit of request bodies."""
+    """A JSON object; a JSON string in a form is parsed with the nesting limit of request bodies."""
 
     def to_internal_value(self, data: Any) -> Any:
         if getattr(data, "is_json_string", False):
@@ -286,6 +292,7 @@ class BoundedJSONField(serializers.JSONField):
 
 
 class DLModelSerializer(RejectUnknownFields, serializers.ModelSerializer):
+    default_scheduler = serializers.ChoiceField(choices=SCHEDULERS, default="euler", required=False)
     metadata = BoundedJSONField(required=False)
 
     class Meta:
@@ -317,6 +324,8 @@ class DLModelSerializer(RejectUnknownFields, serializers.ModelSerializer):
         # A form field holds a JSON string, so "null" gets past allow_null=False: the column is NOT NULL.
         if value is None:
             raise serializers.ValidationError("This field may not be null.")
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
         if _has_nul(value):  # PostgreSQL's jsonb cannot store the NUL character
             raise serializers.ValidationError("Null characters are not allowed.")
         return value

@@ -48,14 +48,56 @@ def unknown_field_message(name: str, known: Any) -> str:
     return f"Unknown field. Known fields: {', '.join(sorted(known))}."
 
 
+def json_type_error(field: serializers.Field, value: Any) -> str | None:
+    """The schema's JSON type for a field, enforced: DRF would read 0 as the text "0" and false as the number 0."""
+    if value is None:
+        return None  # allow_null decides
+    if isinstance(field, serializers.BooleanField):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(field, serializers.IntegerField):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(field, serializers.FloatField | serializers.DecimalField):
+        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(field, serializers.CharField | serializers.ChoiceField):
+        ok, expected = isinstance(value, str), "text"
+    elif isinstance(field, serializers.ListField | serializers.ListSerializer):
+        if not isinstance(value, list):
+            return f"Expected a list, got {type(value).__name__}."
+        child = field.child
+        for index, item in enumerate(value):
+            message = json_type_error(child, item) if child is not None else None
+            if message:
+                return f"{index}: {message}"
+        return None
+    elif isinstance(field, serializers.Serializer | serializers.DictField):
+        ok, expected = isinstance(value, dict), "an object"
+    else:
+        return None
+    return None if ok else f"Expected {expected}, got {type(value).__name__}."
+
+
 class RejectUnknownFields(serializers.Serializer):
-    """A mixin for input serializers: keys that are not writable fields answer 400 naming each one.
+    """A mixin for input serializers: keys that are not writable fields answer 400 naming each one, and in JSON
+    each value must have its field's JSON type (a form's parts are all text: their fields parse them).
 
     Read-only fields of a model (id, created_at) are let through unread, so a GET body can be PUT back.
     """
 
+    form_encoded = False
+
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping):
+        if isinstance(data, Mapping) and not hasattr(data, "getlist"):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            errors = {name: [unknown_field_message(name, writable)] for name in data if name not in self.fields}
+            if not self.form_encoded:
+                for name, value in data.items():
+                    field = self.fields.get(name)
+                    message = json_type_error(field, value) if field is not None and not field.read_only else None
+                    if message:
+                        errors[name] = [message]
+            if errors:
+                raise serializers.ValidationError(errors)
+        elif isinstance(data, Mapping):
             writable = {name for name, field in self.fields.items() if not field.read_only}
             unknown = [name for name in data if name not in self.fields]
             if unknown:

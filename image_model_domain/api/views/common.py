@@ -220,7 +220,7 @@ def registry_list_schema(serializer: type, noun: str, example: dict[str, Any], c
         ),
         post=extend_schema(
             summary=f"Register a {noun} (staff)",
-            responses={201: serializer, **errors(400, 401, 403)},
+            responses={201: serializer, **errors(400, 401, 403, 409)},
             examples=[
                 OpenApiExample(f"A new {noun}", value=create, request_only=True),
                 OpenApiExample(f"The registered {noun}", value=example, response_only=True, status_codes=[201]),
@@ -238,12 +238,12 @@ def registry_detail_schema(serializer: type, noun: str, example: dict[str, Any],
         ),
         put=extend_schema(
             summary=f"Replace a {noun} (staff)",
-            responses={200: serializer, **errors(400, 401, 403, 404)},
+            responses={200: serializer, **errors(400, 401, 403, 404, 409)},
             examples=[OpenApiExample(f"The updated {noun}", value=example, response_only=True)],
         ),
         patch=extend_schema(
             summary=f"Change some fields of a {noun} (staff)",
-            responses={200: serializer, **errors(400, 401, 403, 404)},
+            responses={200: serializer, **errors(400, 401, 403, 404, 409)},
             examples=[
                 OpenApiExample("A change", value=change, request_only=True),
                 OpenApiExample(f"The updated {noun}", value=example, response_only=True),

@@ -42,7 +42,7 @@ from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
 KEEPALIVE_S = 15  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 3000  # how long an EventSource waits before it reconnects
 READ_COUNT = 500
-EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+EVENT_ID = re.compile(r"\d{1,19}(?:-\d{1,19})?")  # a Redis stream id (64-bit parts); "0" or bare ms too
 LOST = b": the event store is unavailable; reconnect\n\n"
 
 EXAMPLE = (
@@ -236,14 +236,27 @@ class JobEventsView(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 description="Resume after this event id (sent by an EventSource when it reconnects).",
+                pattern=rf"^{EVENT_ID.pattern}$",
             ),
             OpenApiParameter(
-                "last_event_id", OpenApiTypes.STR, OpenApiParameter.QUERY, description="The same, as a parameter."
+                "last_event_id",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                description="The same, as a parameter.",
+                pattern=rf"^{EVENT_ID.pattern}$",
             ),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                # One Server-Sent Event, as an EventSource hands it over: its id, its name and its JSON data.
+                {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "event": {"type": "string"},
+                        "data": {"type": "string", "description": "JSON."},
+                    },
+                },
                 description="The event stream; it ends after the final event or JOB_EVENTS_MAX_S.",
                 examples=[OpenApiExample("A job's events", value=EXAMPLE, status_codes=[200])],
             ),
@@ -255,12 +268,14 @@ class JobEventsView(APIView):
     )
     def get(self, request: Request, pk: str) -> HttpResponse:
         job = get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk)
-        cursor = request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id") or None
-        if cursor is not None and not EVENT_ID.fullmatch(cursor):
-            field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "last_event_id"
-            return Response(
-                {"detail": "Invalid input.", "errors": {field: ["An event id, like 1795438516944-0."]}}, status=400
-            )
+        given = {"Last-Event-ID": request.headers.get("Last-Event-ID"), "last_event_id": None}
+        given["last_event_id"] = request.query_params.get("last_event_id")
+        for field, value in given.items():
+            if value is not None and not EVENT_ID.fullmatch(value):  # present, even empty, must be an id
+                return Response(
+                    {"detail": "Invalid input.", "errors": {field: ["An event id, like 1795438516944-0."]}}, status=400
+                )
+        cursor = given["Last-Event-ID"] or given["last_event_id"] or None
         base = request.build_absolute_uri("/")[:-1]
         reachable, has_more = _redis_state(job.pk, cursor) if events_enabled() else (False, False)
         if not reachable:  # no Redis (the embedded default), or it is down: what the row says, polled

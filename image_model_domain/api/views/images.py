@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from image_model_domain.api.errors import error_responses as errors
 from image_model_domain.api.files import media_file_response
+from image_model_domain.api.filters import StrictFilterSet
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import ImageOutput
 from image_model_domain.api.views.common import IMAGE_EXAMPLE, visible_to
@@ -21,7 +22,7 @@ from image_model_domain.jobs import image_delete
 from image_model_domain.models import GeneratedImage
 
 
-class ImageFilter(filters.FilterSet):
+class ImageFilter(StrictFilterSet):
     job = filters.UUIDFilter(field_name="job_id")
     model = filters.CharFilter(field_name="model_name")
     prompt = filters.CharFilter(field_name="prompt", lookup_expr="icontains")

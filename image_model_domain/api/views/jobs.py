@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from image_model_domain.api.errors import error_responses as errors
 from image_model_domain.api.files import media_file_response
+from image_model_domain.api.filters import StrictFilterSet
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
 from image_model_domain.api.views.common import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE, visible_to
@@ -29,7 +30,7 @@ from image_model_domain.models import ACTIVE_STATUSES, GenerationJob, JobStatus
 from image_model_domain.workers import workers_by_queue
 
 
-class JobFilter(filters.FilterSet):
+class JobFilter(StrictFilterSet):
     model = filters.CharFilter(field_name="model__name")
 
     class Meta:

@@ -127,7 +127,7 @@ class LegacyRandomDiffusionView(APIView):
     @extend_schema(
         request=LegacyRandomDiffusionInput,
         parameters=[LOCATION, RETRY_AFTER],
-        responses={202: JOB_ACCEPTED, **errors(400, 401, 404, 429, 503)},
+        responses={202: JOB_ACCEPTED, **errors(400, 401, 404, 409, 429, 503)},
         summary="Random diffusion (the original server's route)",
         examples=[
             OpenApiExample(
