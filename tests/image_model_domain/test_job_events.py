@@ -137,6 +137,24 @@ def test_a_client_gets_every_step_in_order_then_the_image_and_the_final_event(
     assert file.status_code == 200 and Image.open(io.BytesIO(file.content)).size == (64, 64)
 
 
+def test_clients_of_one_job_share_its_feed_and_each_gets_every_event(
+    asgi_server: str, celery_worker, dev_models
+) -> None:  # noqa: ANN001
+    """Five simultaneous streams of one job (one Redis read per event in the web process, fanned out to all)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    owner = User.objects.create_user("owner")
+    headers = token_for(owner)
+    job = generate(owner, steps=6)
+    with ThreadPoolExecutor(5) as pool:
+        runs = list(pool.map(lambda _: stream(asgi_server, job, headers), range(5)))
+
+    job = wait_for_job(job.pk, worker=celery_worker)
+    for events in runs:
+        check_complete_run(events, job, asgi_server)
+    assert all(events == runs[0] for events in runs)
+
+
 def test_the_wsgi_fallback_reads_the_same_events_from_redis(celery_worker, dev_models) -> None:  # noqa: ANN001
     owner = User.objects.create_user("owner")
     client = Client()

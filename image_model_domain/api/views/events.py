@@ -3,8 +3,8 @@
 The view itself is an ordinary DRF view (authentication, owner-only lookup, one database read); the
 stream it returns is read from the job's Redis Stream (image_model_domain/events.py):
 
-- under ASGI (WEB_SERVER=asgi: uvicorn workers under gunicorn), an async iterator on redis.asyncio, so an
-  open stream costs a Redis connection and a coroutine, not a thread;
+- under ASGI (WEB_SERVER=asgi: uvicorn workers under gunicorn), an async iterator on redis.asyncio: an open
+  stream is a coroutine, not a thread, and each web process reads a job's stream once for all its clients;
 - under WSGI, a sync iterator on redis-py (each open stream holds a worker thread);
 - without Redis (the embedded default of `make run`), or while it is down, a sync iterator that polls the
   job row every JOB_PROGRESS_INTERVAL_S: no event ids, and steps between two polls are not sent.
@@ -16,11 +16,12 @@ EventSource to stop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -169,27 +170,100 @@ def _read_all_sync(client: Any, stream: _Stream) -> list[Event]:
     return events
 
 
+def _newer(entry_id: str, cursor: str) -> bool:
+    return tuple(map(int, entry_id.split("-"))) > tuple(map(int, cursor.split("-")))
+
+
+class _Feed:
+    """One XREAD BLOCK per job per web process (per event loop), fanned out to every open stream of the job.
+
+    50 clients of one job cost one Redis read per event instead of 50. A stream joins the feed first and
+    reads the history after, so nothing falls between the two: the feed starts after the stream's last
+    entry at its start, and each stream drops what its own history already held.
+    """
+
+    feeds: ClassVar[dict[tuple[int, str], _Feed]] = {}
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.queues: set[asyncio.Queue] = set()
+        self.ready = asyncio.Event()
+        self.failure: Exception | None = None
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    @classmethod
+    def join(cls, key: str) -> tuple[_Feed, asyncio.Queue]:
+        index = (id(asyncio.get_running_loop()), key)
+        feed = cls.feeds.get(index)
+        if feed is None or feed.task.done():
+            feed = cls.feeds[index] = cls(key)
+        queue: asyncio.Queue = asyncio.Queue()
+        feed.queues.add(queue)
+        return feed, queue
+
+    def leave(self, queue: asyncio.Queue) -> None:
+        self.queues.discard(queue)
+        if not self.queues:
+            self.task.cancel()
+            self.feeds.pop((id(asyncio.get_running_loop()), self.key), None)
+
+    async def run(self) -> None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, **_client_options())
+        try:
+            last = await client.xrevrange(self.key, count=1)
+            cursor = last[0][0].decode() if last else "0-0"
+            self.ready.set()
+            while self.queues:
+                events = _entries(await client.xread({self.key: cursor}, count=READ_COUNT, block=KEEPALIVE_S * 1000))
+                if events:
+                    cursor = events[-1].id
+                for queue in list(self.queues):
+                    queue.put_nowait(events)
+        except redis.RedisError as error:
+            self.failure = error
+            self.ready.set()
+            for queue in list(self.queues):
+                queue.put_nowait(error)
+        finally:
+            await client.aclose()
+
+
 async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
     import redis.asyncio
 
-    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, **_client_options())
+    feed, queue = _Feed.join(stream.key)
     try:
-        events, cursor = [], stream.cursor
-        while batch := _entries(await client.xread({stream.key: cursor}, count=READ_COUNT)):
-            events += batch
-            cursor = batch[-1].id
-            if len(batch) < READ_COUNT:
-                break
+        await feed.ready.wait()
+        if feed.failure is not None:
+            raise feed.failure
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, **_client_options())
+        try:
+            events, cursor = [], stream.cursor
+            while batch := _entries(await client.xread({stream.key: cursor}, count=READ_COUNT)):
+                events += batch
+                cursor = batch[-1].id
+                if len(batch) < READ_COUNT:
+                    break
+        finally:
+            await client.aclose()
         for frame in stream.first(events):
             yield frame
         while not stream.done and (block := stream.block_ms()):
-            events = _entries(await client.xread({stream.key: stream.cursor}, count=READ_COUNT, block=block))
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=block / 1000)
+            except TimeoutError:
+                item = []
+            if isinstance(item, Exception):
+                raise item
+            events = [event for event in item if _newer(event.id, stream.cursor)]
             for frame in stream.more(events) if events else [b": keep-alive\n\n"]:
                 yield frame
     except redis.RedisError:
         yield LOST
     finally:
-        await client.aclose()
+        feed.leave(queue)
 
 
 def _poll_row(job_id: Any, base: str) -> Iterator[bytes]:
