@@ -194,7 +194,8 @@ def test_a_reconnect_with_last_event_id_misses_nothing_and_one_after_the_end_get
 def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models) -> None:  # noqa: ANN001
     owner = User.objects.create_user("owner")
     job = generate(owner)
-    GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error="Cancelled before it started.")
+    error = "No such file: /srv/models/secret/unet.safetensors"
+    GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error=error)
     url = f"{asgi_server}/api/v1/jobs/{job.pk}/events/"
     accept = {"Accept": "text/event-stream"}
 
@@ -203,9 +204,13 @@ def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models
         assert refused.status_code == 404, refused.text
         assert refused.headers["Content-Type"] == "application/json"
         assert refused.json() == {"detail": "No GenerationJob matches the given query."}
-    for headers in (token_for(owner), token_for(User.objects.create_user("staff", is_staff=True))):
+    # As in the job's JSON: the owner sees the error without server paths, staff see it whole.
+    for headers, seen in (
+        (token_for(owner), "No such file: <server path>"),
+        (token_for(User.objects.create_user("staff", is_staff=True)), error),
+    ):
         events = stream(asgi_server, job, headers)
-        assert events[-1]["event"] == "cancelled"
+        assert events[-1]["event"] == "cancelled" and events[-1]["data"]["error"] == seen
     bad = requests.get(
         url, headers={**token_for(User.objects.create_user("x")), "Last-Event-ID": "yesterday"}, timeout=10
     )

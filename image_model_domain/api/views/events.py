@@ -39,6 +39,7 @@ from image_model_domain.api.errors import error_responses
 from image_model_domain.api.views.common import visible_to
 from image_model_domain.events import Event, events_enabled, events_from_row, events_key
 from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
+from image_model_domain.sources import error_for_owner
 
 KEEPALIVE_S = 15  # a comment line this often keeps proxies from closing an idle stream
 RETRY_MS = 3000  # how long an EventSource waits before it reconnects
@@ -81,9 +82,12 @@ class EventStreamRenderer(BaseRenderer):
         return json.dumps(data).encode()
 
 
-def _frame(event: Event, base: str) -> bytes:
+def _frame(event: Event, base: str, redact: bool = False) -> bytes:
     if event.name == "image":
         data = json.dumps({**event.data, "url": base + event.data["url"]})
+    elif event.final and redact:  # non-staff owners see errors without server paths, as in the job's JSON
+        final = json.loads(event.raw) if event.raw else dict(event.data)
+        data = json.dumps({**final, "error": error_for_owner(final.get("error", ""))})
     else:
         data = event.raw or json.dumps(event.data)  # as stored: each event is encoded once, not once per client
     head = f"id: {event.id}\n" if event.id else ""
@@ -105,7 +109,8 @@ def _entries(reply: Any) -> list[Event]:
 class _Stream:
     """What one client is sent: the state machine shared by the sync and the async reader."""
 
-    def __init__(self, job: GenerationJob, cursor: str | None, base: str) -> None:
+    def __init__(self, job: GenerationJob, cursor: str | None, base: str, redact: bool) -> None:
+        self.redact = redact
         self.key = events_key(job.pk)
         self.cursor = cursor or "0-0"
         self.fresh = cursor is None
@@ -127,7 +132,7 @@ class _Stream:
     def more(self, events: list[Event]) -> list[bytes]:
         frames = []
         for event in events:
-            frames.append(_frame(event, self.base))
+            frames.append(_frame(event, self.base, self.redact))
             if event.id:
                 self.cursor = event.id
             if event.final:
@@ -266,7 +271,7 @@ async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
         feed.leave(queue)
 
 
-def _poll_row(job_id: Any, base: str) -> Iterator[bytes]:
+def _poll_row(job_id: Any, base: str, redact: bool) -> Iterator[bytes]:
     """No Redis: send what changed in the job row every JOB_PROGRESS_INTERVAL_S."""
     sent: dict[str, Any] = {}
     deadline = time.monotonic() + settings.JOB_EVENTS_MAX_S
@@ -278,7 +283,7 @@ def _poll_row(job_id: Any, base: str) -> Iterator[bytes]:
             key = f"{event.name}:{event.data['id']}" if event.name == "image" else event.name
             if sent.get(key) != event.data:
                 sent[key] = event.data
-                yield _frame(event, base)
+                yield _frame(event, base, redact)
             if event.final:
                 return
         time.sleep(max(settings.JOB_PROGRESS_INTERVAL_S, 0.1))
@@ -351,13 +356,14 @@ class JobEventsView(APIView):
                 )
         cursor = given["Last-Event-ID"] or given["last_event_id"] or None
         base = request.build_absolute_uri("/")[:-1]
+        redact = not request.user.is_staff
         reachable, has_more = _redis_state(job.pk, cursor) if events_enabled() else (False, False)
         if not reachable:  # no Redis (the embedded default), or it is down: what the row says, polled
-            content: Any = _poll_row(job.pk, base)
+            content: Any = _poll_row(job.pk, base, redact)
         else:
             if cursor and job.status not in ACTIVE_STATUSES and not has_more:
                 return HttpResponse(status=204)
-            stream = _Stream(job, cursor, base)
+            stream = _Stream(job, cursor, base, redact)
             asgi = isinstance(request._request, ASGIRequest)
             content = _read_redis_async(stream) if asgi else _read_redis_sync(stream)
             if not connection.in_atomic_block:
