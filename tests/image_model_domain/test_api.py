@@ -95,7 +95,11 @@ def test_it_records_a_random_seed_when_none_or_zero_is_given(api: APIClient, mod
     ],
 )
 def test_it_refuses_bad_generation_input_naming_the_field(
-    api: APIClient, models: None, settings, body: dict, field: str  # noqa: ANN001
+    api: APIClient,
+    models: None,
+    settings,
+    body: dict,
+    field: str,  # noqa: ANN001
 ) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE = False  # the test settings allow it for the workers' local receivers
     response = api.post("/api/v1/generations/", body, format="json")

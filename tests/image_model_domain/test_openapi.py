@@ -155,7 +155,8 @@ def offline_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-@pytest.mark.django_db(transaction=True)
+# Sequences reset: the schema's examples name dataset 1, which the fixture's dataset is only in a fresh database.
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
 def test_schemathesis_finds_nothing_with_all_checks(
     live_server,  # noqa: ANN001
     dev_models: None,

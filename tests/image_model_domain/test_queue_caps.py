@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 
 from image_model_domain.models import DLModel, GenerationJob
+from tests.conftest import session_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,7 +20,9 @@ CLIENTS = 20
 
 
 @pytest.fixture
-def model(db: None) -> None:
+def model(db: None, settings) -> None:  # noqa: ANN001
+    # A queue no worker serves: a shared worker finishing a job mid-test would free a slot.
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("caps")
     DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
 
 
