@@ -220,7 +220,7 @@ JOB_HARD_TIME_LIMIT_S = env_int("JOB_HARD_TIME_LIMIT_S", 1900, minimum=20)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # A worker that cannot reach the database keeps the message in hand (order kept) for this long,
 # then hands it back to the broker (issue 9 item 9; tasks/outage.py).
-DB_OUTAGE_WAIT_S = env_int("DB_OUTAGE_WAIT_S", 300, minimum=0)
+DB_OUTAGE_WAIT_S = env_int("DB_OUTAGE_WAIT_S", 90, minimum=0)
 if DB_OUTAGE_WAIT_S >= JOB_SOFT_TIME_LIMIT_S:
     raise ImproperlyConfigured(
         "DB_OUTAGE_WAIT_S must be shorter than JOB_SOFT_TIME_LIMIT_S (the wait runs inside the task)."
@@ -229,6 +229,9 @@ if DB_OUTAGE_WAIT_S >= JOB_SOFT_TIME_LIMIT_S:
 RECONCILE_QUEUED_AFTER_S = env_int("RECONCILE_QUEUED_AFTER_S", 600, minimum=1)
 # A RUNNING job whose worker has not written a heartbeat for this long is taken as orphaned.
 RECONCILE_HEARTBEAT_TIMEOUT_S = env_int("RECONCILE_HEARTBEAT_TIMEOUT_S", 120, minimum=1)
+if DB_OUTAGE_WAIT_S >= RECONCILE_HEARTBEAT_TIMEOUT_S:
+    # A worker waiting out an outage writes no heartbeat: the reconciler must not re-run its job meanwhile.
+    raise ImproperlyConfigured("DB_OUTAGE_WAIT_S must be shorter than RECONCILE_HEARTBEAT_TIMEOUT_S.")
 # Bearer token for the web tier's /metrics; unset: open in development, 404 in production.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 if METRICS_TOKEN and len(METRICS_TOKEN) < 16:

@@ -42,8 +42,11 @@ def source_problem(source: str) -> str | None:
                 return f"A local source must be inside {allowed}; give a path relative to MODEL_ROOT or a repo id."
             return None
         local = Path(settings.MODEL_ROOT) / source
-        if local.exists() and not _inside(local, roots):  # a symlink under MODEL_ROOT that leads out
-            return f"This path under MODEL_ROOT leads outside {allowed}."
+        if local.exists():
+            if not _inside(local, roots):  # a symlink under MODEL_ROOT that leads out
+                return f"This path under MODEL_ROOT leads outside {allowed}."
+        elif Path(source).exists():  # diffusers would load it from the process's working directory
+            return f"This names a directory of the server outside {allowed}; give a repo id (org/name) instead."
     except OSError as error:  # a name too long for the filesystem, a symlink loop, ...
         return f"This path cannot be used on this server ({error.strerror or type(error).__name__})."
     return None

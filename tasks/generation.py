@@ -110,9 +110,12 @@ def job_run(job: GenerationJob) -> JobRun:
     except SaveFailed as failure:
         if status == JobStatus.SUCCEEDED:
             status, error = JobStatus.FAILED, str(failure)
-    if status == JobStatus.SUCCEEDED:
-        GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total)
     # Images are written; a database blip now must not lose the outcome (the reconciler would run it again).
+    if status == JobStatus.SUCCEEDED:
+        database_wait(
+            lambda: GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total),
+            what="recording the final step",
+        )
     database_wait(
         lambda: job_finish(
             job_id=job.pk, status=status, error=error, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds

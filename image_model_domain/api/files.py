@@ -16,6 +16,8 @@ from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils.http import content_disposition_header
 
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "application/octet-stream"})
+
 
 def media_file_response(
     file: FieldFile, *, filename: str, as_attachment: bool = False, content_type: str | None = None
@@ -24,6 +26,10 @@ def media_file_response(
     if not file or not file.storage.exists(file.name):
         raise Http404("The file is gone.")
     content_type = content_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    if content_type not in IMAGE_TYPES:
+        # Stored names can come from uploaders (dataset images): never let one declare HTML or SVG and
+        # run in the service's origin. Anything but a raster image is a download.
+        content_type, as_attachment = "application/octet-stream", True
     prefix = settings.MEDIA_ACCEL_REDIRECT
     if prefix:
         response = HttpResponse(content_type=content_type)

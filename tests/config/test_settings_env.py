@@ -44,6 +44,7 @@ def django_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
         ({"MEDIA_ACCEL_REDIRECT": "protected-media"}, "MEDIA_ACCEL_REDIRECT"),
         ({"API_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "API_TRUSTED_PROXIES"),
         ({"DB_OUTAGE_WAIT_S": "2000"}, "DB_OUTAGE_WAIT_S"),
+        ({"DB_OUTAGE_WAIT_S": "150"}, "RECONCILE_HEARTBEAT_TIMEOUT_S"),
         ({"API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP": "0"}, "API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP"),
     ],
 )

@@ -112,3 +112,14 @@ def test_behind_nginx_the_file_is_handed_over_with_x_accel_redirect(settings) ->
     assert response["X-Accel-Redirect"] == f"/protected-media/{job.init_image.name}"
     assert client_for(bob).get(f"/api/v1/images/{image.pk}/file/").status_code == 404
     assert "X-Accel-Redirect" not in client_for(bob).get(f"/api/v1/jobs/{job.pk}/init-image/")
+
+
+def test_a_dataset_file_whose_name_says_html_is_a_download_never_a_page(sample_dataset) -> None:  # noqa: ANN001
+    # Uploaders name dataset files; a GIF/HTML polyglot called x.html must not render in the service's origin.
+    first = sample_dataset.images.order_by("id").first()
+    first.image.save("polyglot.html", ContentFile(png_bytes((9, 9, 9))), save=True)
+    response = client_for(None).get(f"/api/v1/datasets/{sample_dataset.pk}/images/{first.pk}/file/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment")
+    assert response["X-Content-Type-Options"] == "nosniff"

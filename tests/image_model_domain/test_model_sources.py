@@ -41,6 +41,8 @@ def staff() -> APIClient:
         "local/../../outside",
         "escape",
         "escape/ssl",
+        "tests",  # not under MODEL_ROOT, but a directory of the working directory diffusers would load
+        "image_model_domain/migrations",
         "/",
         "a\\..\\b",
         "",

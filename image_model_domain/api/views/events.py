@@ -210,7 +210,9 @@ class _Feed:
         self.queues.discard(queue)
         if not self.queues:
             self.task.cancel()
-            self.feeds.pop((id(asyncio.get_running_loop()), self.key), None)
+            index = (id(asyncio.get_running_loop()), self.key)
+            if self.feeds.get(index) is self:  # not a newer feed that replaced this one after it failed
+                del self.feeds[index]
 
     async def run(self) -> None:
         import redis.asyncio
@@ -226,12 +228,12 @@ class _Feed:
                     cursor = events[-1].id
                 for queue in list(self.queues):
                     queue.put_nowait(events)
-        except redis.RedisError as error:
-            self.failure = error
-            self.ready.set()
+        except Exception as error:  # a Redis error, or anything else: no stream may wait on a dead feed
+            self.failure = error if isinstance(error, redis.RedisError) else redis.RedisError(str(error))
             for queue in list(self.queues):
-                queue.put_nowait(error)
+                queue.put_nowait(self.failure)
         finally:
+            self.ready.set()
             await client.aclose()
 
 
