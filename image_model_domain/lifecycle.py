@@ -30,7 +30,9 @@ def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
         progress_step=0,
         error="",
     )
-    if not claimed:
+    # A retry after a database blip that struck once the UPDATE had committed finds the job already
+    # ours: one process runs one job at a time, so RUNNING under this worker's name is this delivery.
+    if not claimed and not GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).exists():
         return None
     job = GenerationJob.objects.get(pk=job_id)
     job.queue_wait_s = (now - (job.enqueued_at or job.queued_at)).total_seconds()
