@@ -278,3 +278,36 @@ def test_without_redis_the_stream_polls_the_job_row(settings, celery_worker, dev
     steps = [event["data"]["step"] for event in events if event["event"] == "progress"]
     assert steps == sorted(steps) and steps[-1] == job.progress_total
     assert events[-2]["data"]["id"] == str(job.images.get().pk)
+
+
+def test_under_asgi_without_redis_row_events_arrive_while_the_job_waits(settings, dev_models, tmp_path) -> None:  # noqa: ANN001
+    # Django reads a sync iterator to its end before sending under ASGI: the row fallback must be async there.
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("nobody-serves")  # the job stays queued
+    job = generate(None)
+    port = free_port()
+    command, env = asgi_command(port)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with (tmp_path / "server.log").open("w") as handle:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/jobs/{job.pk}/events/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = requests.get(url, headers={"Accept": "text/event-stream"}, stream=True, timeout=(5, 20))
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.2)
+        with response:
+            assert response.status_code == 200
+            lines = response.iter_lines(chunk_size=None, decode_unicode=True)
+            first = parse(lines, stop=lambda event: True)  # the first event, read while the job still waits
+            assert first and first[0]["event"] == "queued"
+            assert GenerationJob.objects.get(pk=job.pk).status == "queued"
+            job_cancel(job=GenerationJob.objects.get(pk=job.pk))
+            rest = parse(lines)
+        assert rest[-1]["event"] == "cancelled"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -273,22 +273,49 @@ async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
         feed.leave(queue)
 
 
+def _row_frames(job_id: Any, sent: dict[str, Any], base: str, redact: bool) -> tuple[list[bytes], bool]:
+    """Frames for what changed in the job row since `sent` (updated in place), and whether it is final."""
+    job = GenerationJob.objects.filter(pk=job_id).first()
+    events = events_from_row(job) if job else [Event("cancelled", {"status": "cancelled", "error": "Deleted."})]
+    frames = []
+    for event in events:
+        key = f"{event.name}:{event.data['id']}" if event.name == "image" else event.name
+        if sent.get(key) != event.data:
+            sent[key] = event.data
+            frames.append(_frame(event, base, redact))
+        if event.final:
+            return frames, True
+    return frames, False
+
+
 def _poll_row(job_id: Any, base: str, redact: bool) -> Iterator[bytes]:
     """No Redis: send what changed in the job row every JOB_PROGRESS_INTERVAL_S."""
     sent: dict[str, Any] = {}
     deadline = time.monotonic() + settings.JOB_EVENTS_MAX_S
     yield f"retry: {RETRY_MS}\n\n".encode()
     while time.monotonic() < deadline:
-        job = GenerationJob.objects.filter(pk=job_id).first()
-        events = events_from_row(job) if job else [Event("cancelled", {"status": "cancelled", "error": "Deleted."})]
-        for event in events:
-            key = f"{event.name}:{event.data['id']}" if event.name == "image" else event.name
-            if sent.get(key) != event.data:
-                sent[key] = event.data
-                yield _frame(event, base, redact)
-            if event.final:
-                return
+        frames, done = _row_frames(job_id, sent, base, redact)
+        yield from frames
+        if done:
+            return
         time.sleep(max(settings.JOB_PROGRESS_INTERVAL_S, 0.1))
+
+
+async def _poll_row_async(job_id: Any, base: str, redact: bool) -> AsyncIterator[bytes]:
+    """_poll_row under ASGI: Django would read a sync iterator to its end before sending anything."""
+    from asgiref.sync import sync_to_async
+
+    read = sync_to_async(_row_frames)
+    sent: dict[str, Any] = {}
+    deadline = time.monotonic() + settings.JOB_EVENTS_MAX_S
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    while time.monotonic() < deadline:
+        frames, done = await read(job_id, sent, base, redact)
+        if frames:
+            yield b"".join(frames)
+        if done:
+            return
+        await asyncio.sleep(max(settings.JOB_PROGRESS_INTERVAL_S, 0.1))
 
 
 def _redis_state(job_id: Any, cursor: str | None) -> tuple[bool, bool]:
@@ -360,13 +387,13 @@ class JobEventsView(APIView):
         base = request.build_absolute_uri("/")[:-1]
         redact = not request.user.is_staff
         reachable, has_more = _redis_state(job.pk, cursor) if events_enabled() else (False, False)
+        asgi = isinstance(request._request, ASGIRequest)
         if not reachable:  # no Redis (the embedded default), or it is down: what the row says, polled
-            content: Any = _poll_row(job.pk, base, redact)
+            content: Any = _poll_row_async(job.pk, base, redact) if asgi else _poll_row(job.pk, base, redact)
         else:
             if cursor and job.status not in ACTIVE_STATUSES and not has_more:
                 return HttpResponse(status=204)
             stream = _Stream(job, cursor, base, redact)
-            asgi = isinstance(request._request, ASGIRequest)
             content = _read_redis_async(stream) if asgi else _read_redis_sync(stream)
             if not connection.in_atomic_block:
                 connection.close()  # the stream needs no database: give the connection back now, not at its end
