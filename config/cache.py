@@ -23,8 +23,9 @@ logger = logging.getLogger(__name__)
 class CircuitBreaker:
     """Open for retry_after seconds after a failure; shared by every thread of the process."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, what: str = "cache") -> None:
         self.retry_after = retry_after
+        self.what = what
         self.open_until = 0.0
         self._lock = threading.Lock()
 
@@ -34,7 +35,7 @@ class CircuitBreaker:
     def trip(self, error: BaseException) -> None:
         with self._lock:
             if not self.is_open():
-                logger.warning("cache unavailable, serving without it for %.0f s: %s", self.retry_after, error)
+                logger.warning("%s unavailable, going without it for %.0f s: %s", self.what, self.retry_after, error)
             self.open_until = time.monotonic() + self.retry_after
 
     def reset(self) -> None:
@@ -45,11 +46,11 @@ _breakers: dict[str, CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
 
 
-def breaker_for(location: str, retry_after: float) -> CircuitBreaker:
+def breaker_for(location: str, retry_after: float, what: str = "cache") -> CircuitBreaker:
     with _breakers_lock:
         breaker = _breakers.get(location)
         if breaker is None or breaker.retry_after != retry_after:
-            breaker = _breakers[location] = CircuitBreaker(retry_after)
+            breaker = _breakers[location] = CircuitBreaker(retry_after, what)
         return breaker
 
 

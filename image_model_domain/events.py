@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ FINAL_EVENTS = {JobStatus.SUCCEEDED: "finished", JobStatus.FAILED: "failed", Job
 FINAL_NAMES = frozenset(FINAL_EVENTS.values())
 # Positions are published to this many queued jobs at most when the queue moves (the rest see theirs on connect).
 POSITIONS_PUBLISHED = 500
-_WARN_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,6 @@ def events_enabled() -> bool:
 
 
 _client: Any = None
-_last_warning = 0.0
 
 
 def _redis() -> Any:
@@ -73,6 +70,12 @@ def events_publish(events: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
         return []
     import redis
 
+    from config.cache import breaker_for
+
+    # While Redis is down, a publish per denoising step must not cost a connect timeout each.
+    breaker = breaker_for(f"job-events:{settings.REDIS_URL}", settings.CACHE_RETRY_AFTER_S, "job events (Redis)")
+    if breaker.is_open():
+        return []
     try:
         pipe = _redis().pipeline(transaction=False)
         for job_id, name, data in events:
@@ -81,10 +84,7 @@ def events_publish(events: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
             pipe.expire(key, settings.JOB_EVENTS_TTL_S)
         replies = pipe.execute()
     except redis.RedisError as error:
-        global _last_warning
-        if time.monotonic() - _last_warning > _WARN_EVERY_S:  # a Redis outage must not flood the log
-            _last_warning = time.monotonic()
-            logger.warning("job events not published (Redis: %s); clients fall back to the job row", error)
+        breaker.trip(error)  # logged once per outage; clients fall back to the job row
         return []
     return [reply.decode() for reply in replies[::2]]
 
