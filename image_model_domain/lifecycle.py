@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from image_model_domain.events import event_publish, final_event, positions_publish
+from image_model_domain.events import event_publish, events_forget, final_event, positions_publish
 from image_model_domain.models import GenerationJob, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
     with transaction.atomic():
         for image in job.images.all():
             image_delete(image=image)
+    if job.attempts > 1:  # the earlier attempt's events name images that are gone now
+        events_forget(job_id)
     event_publish(job_id, "started", {"attempt": job.attempts, "total": job.progress_total})
     positions_publish()
     return job

@@ -26,3 +26,21 @@ def test_a_retried_claim_keeps_the_job_for_its_worker_and_nobody_else_gets_it(se
     assert GenerationJob.objects.get(pk=job.pk).attempts == 1
     assert job_claim(job_id=job.pk, worker="w2:20") is None
     assert GenerationJob.objects.get(pk=job.pk).worker == "w1:10"
+
+
+def test_a_job_run_again_starts_a_fresh_event_stream(settings) -> None:  # noqa: ANN001
+    import redis
+
+    from image_model_domain.events import event_publish, events_key
+
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    job = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=2)
+    assert job_claim(job_id=job.pk, worker="w1:10") is not None
+    event_publish(job.pk, "image", {"id": 1, "index": 0, "url": "/api/v1/images/1/file/"})
+    # Its worker died; the reconciler put it back, and another worker claims it.
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)
+    assert job_claim(job_id=job.pk, worker="w2:20").attempts == 2
+
+    names = [fields[b"event"] for _, fields in redis.Redis.from_url(settings.REDIS_URL).xrange(events_key(job.pk))]
+    assert names == [b"started"]  # no image event of the first attempt is left for a client to replay
