@@ -52,7 +52,7 @@ def test_readiness_and_the_queue_follow_workers_starting_and_stopping(start_work
     # A worker starts: it is seen, takes the waiting job, and queued jobs get an estimate again.
     worker = start_worker([queue], env=FAST_BEATS)
     wait_until(lambda: ready_with_workers(api) == 200, "readyz?workers=1 to answer 200")
-    assert api.get("/readyz?workers=1").json()["workers"] == {queue: 1}
+    assert api.get("/readyz?workers=1").json()["workers"][queue] == 1  # other tests' workers may be listed too
     assert wait_for_job(first.json()["id"], worker=worker).status == "succeeded"
     long = {"prompt": "a long job", "model": "tiny-sd-a", "steps": 150, "num_images": 4}
     running = api.post("/api/v1/generations/", long, format="json").json()
