@@ -166,3 +166,29 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def queue_history_of_a_tenth_of_a_second_a_step() -> None:
+    """A finished 100-step job that took 10 s, and a live worker on the default queue: what queue estimates need."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from image_model_domain.models import GenerationJob
+    from image_model_domain.workers import worker_heartbeat
+
+    now = timezone.now()
+    GenerationJob.objects.create(
+        kind="text_to_image",
+        params={},
+        seed=1,
+        queue="q",
+        images_expected=1,
+        status="succeeded",
+        progress_total=100,
+        progress_step=100,
+        started_at=now - timedelta(seconds=10),
+        finished_at=now,
+    )
+    # Without a live worker the queue gives no estimate (tests/tasks/test_worker_presence.py runs real ones).
+    worker_heartbeat(hostname="w1@host", queues=[settings.DIFFUSION_DEFAULT_QUEUE], pid=1, started_at=now)

@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from image_model_domain.models import DLModel, GenerationJob, LoraAdapter
+from tests.conftest import queue_history_of_a_tenth_of_a_second_a_step
 
 pytestmark = pytest.mark.django_db
 
@@ -262,29 +263,7 @@ def test_docs_are_served_without_a_cdn(api: APIClient) -> None:
 
 
 def test_the_queue_estimates_start_from_recent_seconds_per_step(api: APIClient, models: None) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    now = timezone.now()
-    GenerationJob.objects.create(
-        kind="text_to_image",
-        params={},
-        seed=1,
-        queue="q",
-        images_expected=1,
-        status="succeeded",
-        progress_total=100,
-        progress_step=100,
-        started_at=now - timedelta(seconds=10),
-        finished_at=now,
-    )  # 0.1 s a step
-    from django.conf import settings
-
-    from image_model_domain.workers import worker_heartbeat
-
-    # A worker on the queue, as its heartbeat says (tests/tasks/test_worker_presence.py runs real ones).
-    worker_heartbeat(hostname="w1@host", queues=[settings.DIFFUSION_DEFAULT_QUEUE], pid=1, started_at=now)
+    queue_history_of_a_tenth_of_a_second_a_step()
     running = api.post("/api/v1/generations/", {"prompt": "a", "steps": 50, "num_images": 2}, format="json").json()
     GenerationJob.objects.filter(pk=running["id"]).update(status="running", progress_step=40)
     queued = api.post("/api/v1/generations/", {"prompt": "b", "steps": 10}, format="json").json()

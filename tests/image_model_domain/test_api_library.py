@@ -16,17 +16,21 @@ from image_model_domain.seeds import image_seed
 pytestmark = pytest.mark.django_db
 
 
-def make_job(owner: User | None, prompt: str, model: str = "tiny-sd-a", count: int = 2) -> GenerationJob:
+def make_job(
+    owner: User | None, prompt: str, model: str = "tiny-sd-a", count: int = 2, save_order: list[int] | None = None
+) -> GenerationJob:
+    """A finished job with `count` 8x8 PNGs, stored in `save_order` (default: by index)."""
+    save_order = list(range(count)) if save_order is None else save_order
     job = GenerationJob.objects.create(
         kind="text_to_image",
         owner=owner,
         params={"model": model, "prompt": prompt},
         seed=10,
         queue="q",
-        images_expected=count,
+        images_expected=len(save_order),
         status="succeeded",
     )
-    for index in range(count):
+    for index in save_order:
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(buffer, format="PNG")
         image = GeneratedImage(

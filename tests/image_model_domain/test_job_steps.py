@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from image_model_domain.models import DLModel, GenerationJob
-from image_model_domain.workers import worker_heartbeat
+from tests.conftest import queue_history_of_a_tenth_of_a_second_a_step
 
 pytestmark = pytest.mark.django_db
 
@@ -32,21 +29,7 @@ def api(db: None) -> APIClient:
 
 
 def test_img2img_progress_and_the_queue_estimate_count_steps_times_strength(api: APIClient) -> None:
-    now = timezone.now()
-    GenerationJob.objects.create(
-        kind="text_to_image",
-        params={},
-        seed=1,
-        queue="q",
-        images_expected=1,
-        status="succeeded",
-        progress_total=100,
-        progress_step=100,
-        started_at=now - timedelta(seconds=10),
-        finished_at=now,
-    )  # 0.1 s a step
-    # A worker on the queue, as its heartbeat says: without one the queue gives no estimate.
-    worker_heartbeat(hostname="w1@host", queues=[settings.DIFFUSION_DEFAULT_QUEUE], pid=1, started_at=now)
+    queue_history_of_a_tenth_of_a_second_a_step()
     img2img = api.post(
         "/api/v1/generations/",
         {"prompt": "a fox", "steps": 150, "strength": 0.2, "num_images": 2, "init_image": png()},
