@@ -101,13 +101,19 @@ def run_cpu(args: argparse.Namespace) -> str:
     return final_line(overhead, mixed, batching) + " " + web_line(web) + " " + streams_line(streams)
 
 
-def run_web_only(args: argparse.Namespace) -> str:
-    """Part (e) alone: its section of the report is replaced, the rest is left as it was."""
+def _prepare_one_part(args: argparse.Namespace) -> dict[str, str]:
+    """The bench's environment, database and Django, for a part run on its own."""
     env = bench_environment(threads=args.threads, device="cpu")
     os.environ.update({**env, "LOG_LEVEL": "WARNING"})
     if database_ensure(DATABASE_URL):
         log(f"created the database of {DATABASE_URL}")
     django_prepare()
+    return env
+
+
+def run_web_only(args: argparse.Namespace) -> str:
+    """Part (e) alone: its section of the report is replaced, the rest is left as it was."""
+    env = _prepare_one_part(args)
     web = run_web(env)
     output = args.output or DOCS / "benchmarks.md"
     report_splice(output, web_section(web))
@@ -117,11 +123,7 @@ def run_web_only(args: argparse.Namespace) -> str:
 
 def run_streams_only(args: argparse.Namespace) -> str:
     """Part (f) alone: its section of the report is replaced, the rest is left as it was."""
-    env = bench_environment(threads=args.threads, device="cpu")
-    os.environ.update({**env, "LOG_LEVEL": "WARNING"})
-    if database_ensure(DATABASE_URL):
-        log(f"created the database of {DATABASE_URL}")
-    django_prepare()
+    env = _prepare_one_part(args)
     with running_worker(env) as worker:
         streams = run_streams(worker, env, MODELS[0], clients=args.streams)
     output = args.output or DOCS / "benchmarks.md"
