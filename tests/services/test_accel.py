@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.devmodels import build_checkpoint, build_lora
 from services.accel import AccelOptions
-from services.devmodels import build_checkpoint, build_lora
 from services.engine import DiffusersProcessor, EngineConfig
 from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec, ModelUnavailable
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.devmodels import build_checkpoint, build_lora
+from devtools.devmodels import build_checkpoint, build_lora
 from services.engine import DiffusersProcessor, EngineConfig
 from services.images import fit_size, prepare_source
 from services.pngmeta import png_bytes, read_recipe

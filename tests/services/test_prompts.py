@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.devmodels import build_checkpoint
+from devtools.devmodels import build_checkpoint
 from services.engine import DiffusersProcessor, EngineConfig
 from services.prompts import encode_in_windows, needs_windows, prompt_tokens
 from services.types import GenerationRequest, ImageTask, ModelSpec

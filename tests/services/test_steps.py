@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from services.devmodels import build_checkpoint
+from devtools.devmodels import build_checkpoint
 from services.engine import DiffusersProcessor, EngineConfig
 from services.steps import denoising_steps
 from services.types import GenerationRequest, ImageTask, ModelSpec

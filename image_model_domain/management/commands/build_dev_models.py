@@ -33,7 +33,7 @@ LORA_WEIGHT_NAME = "lora.safetensors"
 
 def dev_models_build_files(shape: str) -> dict[str, bool]:
     """Build one shape's checkpoints and LoRAs under MODEL_ROOT/dev; returns name -> built now."""
-    from services.devmodels import build_checkpoint, build_lora
+    from devtools.devmodels import build_checkpoint, build_lora
 
     models, loras = DEV_MODELS[shape]
     built = {}
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from services.devmodels import SHAPES
+        from devtools.devmodels import SHAPES
 
         for shape in options["shape"] or ["tiny"]:
             models, loras = DEV_MODELS[shape]

@@ -12,8 +12,8 @@ from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, U
 from PIL import Image
 from transformers import CLIPTextModel
 
-from services import devmodels
-from services.devmodels import MARKER_NAME, SHAPES, build_checkpoint, build_lora, build_tokenizer
+from devtools import devmodels
+from devtools.devmodels import MARKER_NAME, SHAPES, build_checkpoint, build_lora, build_tokenizer
 
 PROMPT = "a photo of a cat riding a horse"
 STEPS = 4
