@@ -95,9 +95,18 @@ class ProgressReporter:
         event_publish(self.job_id, "preview", {"step": self.done, "total": self.total, "images": encoded})
 
 
-def job_finish(*, job_id: str, status: str, error: str = "", **timings: float | None) -> bool:
-    """RUNNING -> a final status. False if the job was no longer running (e.g. deleted)."""
-    finished = GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+def job_finish(
+    *, job_id: str, status: str, error: str = "", attempt: int | None = None, **timings: float | None
+) -> bool:
+    """RUNNING -> a final status. False if the job was no longer running (e.g. deleted).
+
+    A worker passes the attempt it claimed: if the reconciler gave the job to another worker
+    meanwhile (this one stopped answering), the late outcome does not overwrite the new attempt's.
+    """
+    running = GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+    if attempt is not None:
+        running = running.filter(attempts=attempt)
+    finished = running.update(
         status=status,
         finished_at=timezone.now(),
         error=error[:4000],

@@ -113,12 +113,20 @@ def job_run(job: GenerationJob) -> JobRun:
     # Images are written; a database blip now must not lose the outcome (the reconciler would run it again).
     if status == JobStatus.SUCCEEDED:
         database_wait(
-            lambda: GenerationJob.objects.filter(pk=job.pk).update(progress_step=job.progress_total),
+            lambda: GenerationJob.objects.filter(pk=job.pk, attempts=job.attempts).update(
+                progress_step=job.progress_total
+            ),
             what="recording the final step",
         )
     database_wait(
         lambda: job_finish(
-            job_id=job.pk, status=status, error=error, load_s=load_s, inference_s=inference_s, save_s=recorder.seconds
+            job_id=job.pk,
+            status=status,
+            error=error,
+            attempt=job.attempts,
+            load_s=load_s,
+            inference_s=inference_s,
+            save_s=recorder.seconds,
         ),
         what="recording the outcome",
     )

@@ -44,3 +44,24 @@ def test_a_job_run_again_starts_a_fresh_event_stream(settings) -> None:  # noqa:
 
     names = [fields[b"event"] for _, fields in redis.Redis.from_url(settings.REDIS_URL).xrange(events_key(job.pk))]
     assert names == [b"started"]  # no image event of the first attempt is left for a client to replay
+
+
+def test_a_worker_given_up_on_cannot_finish_the_attempt_that_replaced_it(settings) -> None:  # noqa: ANN001
+    from image_model_domain.lifecycle import job_finish
+
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    job = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=2)
+    stale = job_claim(job_id=job.pk, worker="w1:10")
+    # w1 stopped answering; the reconciler queued the job again and w2 runs it now.
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, worker="")
+    fresh = job_claim(job_id=job.pk, worker="w2:20")
+    assert (stale.attempts, fresh.attempts) == (1, 2)
+
+    # w1 comes back and reports its (old) outcome: it must not end w2's attempt.
+    assert job_finish(job_id=job.pk, status=JobStatus.FAILED, error="late", attempt=stale.attempts) is False
+    row = GenerationJob.objects.get(pk=job.pk)
+    assert (row.status, row.error, row.worker) == (JobStatus.RUNNING, "", "w2:20")
+
+    assert job_finish(job_id=job.pk, status=JobStatus.SUCCEEDED, attempt=fresh.attempts) is True
+    assert GenerationJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
