@@ -1,6 +1,6 @@
 from django.urls import path
 
-from image_model_domain.api.views import LegacyRandomDiffusionView
+from image_model_domain.api.views.submissions import LegacyRandomDiffusionView
 
 urlpatterns = [
     path(

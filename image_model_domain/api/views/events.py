@@ -36,7 +36,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from image_model_domain.api.errors import error_responses
-from image_model_domain.api.views.common import visible_to
+from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.events import Event, events_enabled, events_from_row, events_key
 from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
 from image_model_domain.sources import error_for_owner

@@ -17,7 +17,8 @@ from image_model_domain.api.files import media_file_response
 from image_model_domain.api.filters import StrictFilterSet
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import ImageOutput
-from image_model_domain.api.views.common import IMAGE_EXAMPLE, visible_to
+from image_model_domain.api.views.openapi import IMAGE_EXAMPLE
+from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.jobs import image_delete
 from image_model_domain.models import GeneratedImage
 

@@ -22,7 +22,8 @@ from image_model_domain.api.files import media_file_response
 from image_model_domain.api.filters import StrictFilterSet
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
-from image_model_domain.api.views.common import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE, visible_to
+from image_model_domain.api.views.openapi import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE
+from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
 from image_model_domain.caching import job_key
 from image_model_domain.jobs import job_cancel, job_delete, queue_jobs

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from image_model_domain.api.pagination import Pagination
 from image_model_domain.api.permissions import IsStaffOrReadOnly
 from image_model_domain.api.serializers import DLModelSerializer, LoraAdapterSerializer
-from image_model_domain.api.views.common import (
+from image_model_domain.api.views.openapi import (
     LORA_EXAMPLE,
     MODEL_EXAMPLE,
     registry_detail_schema,

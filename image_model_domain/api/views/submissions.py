@@ -14,17 +14,10 @@ from image_model_domain.api.errors import error_responses as errors
 from image_model_domain.api.generation_inputs import ImageToImageSerializer, TextToImageSerializer
 from image_model_domain.api.parsers import BoundedJSONParser
 from image_model_domain.api.serializers import LegacyRandomDiffusionInput, RandomDiffusionInput
-from image_model_domain.api.views.common import (
-    IDEMPOTENCY_KEY,
-    JOB_ACCEPTED,
-    LOCATION,
-    RETRY_AFTER,
-    SUBMISSION_ERRORS,
-    SubmissionThrottle,
-    accepted,
-    client_ip_of,
-    owner_of,
-)
+from image_model_domain.api.views.common import accepted
+from image_model_domain.api.views.openapi import IDEMPOTENCY_KEY, JOB_ACCEPTED, LOCATION, RETRY_AFTER, SUBMISSION_ERRORS
+from image_model_domain.api.views.throttling import SubmissionThrottle
+from image_model_domain.api.views.visibility import client_ip_of, owner_of
 from image_model_domain.jobs import job_create_generation, job_create_random_diffusion
 
 
