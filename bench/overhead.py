@@ -39,6 +39,8 @@ class OverheadResult:
     max_pixel_diff: int = -1
     progress_checks_ms: float = 0.0
     polled_throughout_s: list[float] = field(default_factory=list)
+    http_s: list[float] = field(default_factory=list)  # (b) through the web command: POST, poll GET, PNG
+    http_pixel_diff: int = -1
     late: int = 0  # (b) runs already final at their first poll: those overstate (b)
 
     @property
@@ -85,6 +87,49 @@ def job_end_to_end(worker: Worker, model_name: str, *, quiet_s: float = 0.0) -> 
     return seconds, row, late and quiet_s > 0
 
 
+def job_over_http(port: int, worker: Worker, model_name: str, *, quiet_s: float = 0.0) -> tuple[float, bytes]:
+    """The same job as a client of the web command sees it: POST /api/v1/generations/, GET the job
+    every POLL_S after `quiet_s` until it is final, then GET its PNG. Seconds until the PNG is in hand."""
+    import http.client
+    import json
+
+    body = json.dumps(
+        {"prompt": PROMPT, "model": model_name, "steps": STEPS, "width": SIZE, "height": SIZE,
+         "scheduler": SCHEDULER, "seed": SEED}
+    ).encode()  # fmt: skip
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(method: str, path: str, payload: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"} if payload else {}
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+
+    try:
+        started = time.perf_counter()
+        status, answer = call("POST", "/api/v1/generations/", body)
+        if status != 202:
+            raise RuntimeError(f"submit answered {status}: {answer[:500]!r}")
+        job_url = f"/api/v1/jobs/{json.loads(answer)['id']}/"
+        time.sleep(quiet_s)
+        while True:
+            status, answer = call("GET", job_url)
+            job = json.loads(answer)
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            if not worker.alive() or time.perf_counter() - started > JOB_TIMEOUT_S:
+                raise RuntimeError(f"{job_url} did not finish; worker log:\n{worker.output()[-4000:]}")
+            time.sleep(POLL_S)
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"{job_url} ended {job['status']}: {job.get('error')}")
+        status, png = call("GET", job["images"][0]["url"].split(f":{port}", 1)[-1])
+        if status != 200 or not png.startswith(b"\x89PNG"):
+            raise RuntimeError(f"the image download answered {status}")
+        return time.perf_counter() - started, png
+    finally:
+        connection.close()
+
+
 def job_status(job_id: Any) -> str:
     """One primary-key read in plain SQL: the poller runs every few ms on the worker's cores, so keep it light."""
     from django.db import connection
@@ -122,24 +167,33 @@ def job_parts_ms(row: Any, seconds: float) -> dict[str, float]:
     }
 
 
-def pixel_diff(image: Image.Image, path: str) -> int:
+def pixel_diff(image: Image.Image, path: Any) -> int:
+    """Largest per-channel difference between `image` and a PNG (a path or an open image)."""
     import numpy as np
     from PIL import Image as PILImage
 
-    with PILImage.open(path) as saved:
+    with path if isinstance(path, PILImage.Image) else PILImage.open(path) as saved:
         theirs = np.asarray(saved.convert("RGB"), dtype=np.int16)
     return int(np.abs(np.asarray(image, dtype=np.int16) - theirs).max())
 
 
-def run_overhead(processor: DiffusersProcessor, worker: Worker, spec: ModelSpec, repeats: int) -> OverheadResult:
-    """Warm both sides (model loads, first-call costs), then run (a), (b) and (b) polled from the start
-    in rotating order, so that drifting machine load weighs on all three alike."""
+def run_overhead(
+    processor: DiffusersProcessor, worker: Worker, spec: ModelSpec, repeats: int, port: int
+) -> OverheadResult:
+    """Warm every side (model loads, first-call costs), then run (a), (b), (b) polled from the start and
+    (b) through HTTP on `port` in rotating order, so that drifting machine load weighs on all alike."""
+    import io
+
+    from PIL import Image as PILImage
+
     result = OverheadResult()
     outputs: list = []
     warm_s = timed(processor, text_request(spec), outputs)
     _, row, _ = job_end_to_end(worker, spec.name)
     result.max_pixel_diff = pixel_diff(outputs[0].image, row.images.get().file.path)
     result.progress_checks_ms = progress_checks_ms(row.pk, repeats)
+    _, png = job_over_http(port, worker, spec.name)
+    result.http_pixel_diff = pixel_diff(outputs[0].image, PILImage.open(io.BytesIO(png)))
 
     def bare() -> None:
         result.bare_s.append(timed(processor, text_request(spec)))
@@ -151,9 +205,12 @@ def run_overhead(processor: DiffusersProcessor, worker: Worker, spec: ModelSpec,
     def job_polled_throughout() -> None:
         result.polled_throughout_s.append(job_end_to_end(worker, spec.name)[0])
 
-    steps: list[Callable[[], None]] = [bare, job, job_polled_throughout]
+    def job_http() -> None:
+        result.http_s.append(job_over_http(port, worker, spec.name, quiet_s=QUIET_FRACTION * min(result.bare_s))[0])
+
+    steps: list[Callable[[], None]] = [bare, job, job_polled_throughout, job_http]
     for index in range(repeats):
-        for step in steps[index % 3 :] + steps[: index % 3]:
+        for step in steps[index % len(steps) :] + steps[: index % len(steps)]:
             step()
         log(f"(a)/(b) round {index + 1}/{repeats}: {result.bare_s[-1]:.3f} s / {result.end_to_end_s[-1]:.3f} s")
     return result

@@ -91,6 +91,13 @@ def overhead_section(result: OverheadResult) -> list[str]:
         stat_row("(b) end to end, s/job", result.end_to_end_s),
         stat_row("(b) the job's own inference_s", result.job_inference_s),
         stat_row(f"(b') end to end, polled every {POLL_S * 1000:.0f} ms throughout, s/job", result.polled_throughout_s),
+        stat_row("(b-http) through the web command: POST, poll GET, PNG downloaded, s/job", result.http_s),
+        "",
+        "(b-http) is (b) as an HTTP client sees it: `gunicorn -c config/gunicorn.py` (gthread) on 127.0.0.1,",
+        "the job submitted with POST /api/v1/generations/, polled with GET /api/v1/jobs/{id}/ like (b), and its",
+        f"PNG downloaded. (b-http) - (a) = **{(median(result.http_s) - bare) * 1000:.1f} ms per job**; "
+        f"(b-http) - (b) = {(median(result.http_s) - e2e) * 1000:+.1f} ms.",
+        f"The downloaded PNG and (a)'s image differ by at most {result.http_pixel_diff}/255 per channel.",
         "",
         f"overhead = (b) - (a) = **{result.overhead_ms:.1f} ms per job** ({(e2e - bare) / bare:.1%} of the bare call);",
         f"overhead_ratio = b / a = **{result.ratio:.3f}**. The worker's PNG and (a)'s image differ by at most",

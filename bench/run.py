@@ -4,7 +4,8 @@
     python -m bench.run --repeats 8 --threads 2
     python -m bench.run --gpu              # SD-1.5 shape on CUDA; writes docs/benchmarks-gpu.md
 
-(a) the bare services/ call, (b) the same job through PostgreSQL, Redis and a Celery worker process,
+(a) the bare services/ call, (b) the same job through PostgreSQL, Redis and a Celery worker process, and
+through HTTP (the web command: submit, poll, download the PNG),
 (c) a mixed workload over three checkpoints and two LoRAs (counting reloads after warm-up), and
 (d) random diffusion (img2img) batched against one by one, (e) submit latency of the web command under
 32 concurrent clients (`--only-web` runs (e) alone), and (f) a job alone against the same job with 50
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.batching import run_batching
-from bench.common import DATABASE_URL, DOCS, MODELS, log, lora_specs, model_specs
+from bench.common import DATABASE_URL, DOCS, MODELS, QUEUE, log, lora_specs, model_specs
 from bench.environment import (
     bench_environment,
     database_ensure,
@@ -36,7 +37,7 @@ from bench.mixed import run_mixed
 from bench.overhead import run_overhead
 from bench.report import Context, final_line, write_report
 from bench.streams import STREAM_CLIENTS, run_streams, streams_line, streams_section, streams_splice
-from bench.web import report_splice, run_web, web_line, web_section
+from bench.web import report_splice, run_web, web_line, web_section, web_server
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,8 +80,8 @@ def run_cpu(args: argparse.Namespace) -> str:
     processor = DiffusersProcessor(config)
     specs, loras = model_specs(), lora_specs()
     log("starting the worker")
-    with running_worker(env) as worker:
-        overhead = run_overhead(processor, worker, specs[MODELS[0]], args.repeats)
+    with running_worker(env) as worker, web_server(env, "gthread", queue=QUEUE) as port:
+        overhead = run_overhead(processor, worker, specs[MODELS[0]], args.repeats, port)
         streams = run_streams(worker, env, MODELS[0], clients=args.streams)
     worker_threads = worker_torch_threads(env)
     log("(c) mixed checkpoints and LoRAs")
