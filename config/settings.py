@@ -52,7 +52,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.metrics.RequestMetricsMiddleware",
-    "image_model_domain.api.middleware.JSONErrorsUnderAPI",
+    "common.api.middleware.JSONErrorsUnderAPI",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,18 +150,18 @@ API_ALLOW_ANONYMOUS = env_bool("API_ALLOW_ANONYMOUS", default=not PRODUCTION)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # `Authorization: Bearer <token>` or `Token <token>`; sessions for the web page.
-        "image_model_domain.api.authentication.TokenAuthentication",
+        "common.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["image_model_domain.api.permissions.IsUserOrAllowedAnonymous"],
+    "DEFAULT_PERMISSION_CLASSES": ["common.api.permissions.IsUserOrAllowedAnonymous"],
     # JSON with a nesting limit (a body nested 100000 deep is a 400, not a RecursionError). JSON only: the two
     # views that take files (image-to-image, dataset uploads) add multipart and document it; a form elsewhere is 415.
-    "DEFAULT_PARSER_CLASSES": ["image_model_domain.api.parsers.BoundedJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "image_model_domain.api.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "image_model_domain.api.pagination.Pagination",
+    "DEFAULT_PARSER_CLASSES": ["common.api.parsers.BoundedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "common.api.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "common.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["image_model_domain.api.filters.StrictFilterBackend"],
-    "EXCEPTION_HANDLER": "image_model_domain.api.errors.exception_handler",
+    "DEFAULT_FILTER_BACKENDS": ["common.api.filters.StrictFilterBackend"],
+    "EXCEPTION_HANDLER": "common.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Diffusion Server API",
@@ -175,12 +175,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     # One documented scheme (HTTP bearer); sessions are the web page's business.
-    "AUTHENTICATION_WHITELIST": ["image_model_domain.api.authentication.TokenAuthentication"],
+    "AUTHENTICATION_WHITELIST": ["common.api.authentication.TokenAuthentication"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "image_model_domain.api.schema.closed_request_bodies",
-        "image_model_domain.api.schema.non_blank_strings",
-        "image_model_domain.api.schema.not_found_on_path_parameters",
+        "common.api.schema.closed_request_bodies",
+        "common.api.schema.non_blank_strings",
+        "common.api.schema.not_found_on_path_parameters",
     ],
     "ENUM_NAME_OVERRIDES": {"SchedulerEnum": "image_model_domain.registry.SCHEDULERS"},
 }

@@ -21,5 +21,5 @@ urlpatterns = [
     path("api/image_model_domain/v1/", include("image_model_domain.api.legacy_urls")),
     path("", include("web.urls")),
     # Note: MEDIA_ROOT is not served. Generated images, init images and dataset images are read
-    # through the API, which checks who may see them (image_model_domain/api/files.py).
+    # through the API, which checks who may see them (common/api/files.py).
 ]

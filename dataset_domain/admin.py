@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import reverse
 
+from common.admin import file_link, thumbnail
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset, DatasetImage
-from image_model_domain.admin import file_link, thumbnail
 
 
 def dataset_image_url(image: DatasetImage) -> str | None:

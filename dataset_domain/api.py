@@ -20,13 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.errors import error_responses as errors
+from common.api.files import media_file_response
+from common.api.pagination import Pagination
+from common.api.permissions import IsStaffOrReadOnly
+from common.api.strict import RejectUnknownFields
 from dataset_domain.datasets import dataset_create, dataset_image_add
 from dataset_domain.models import Dataset, DatasetImage
-from image_model_domain.api.errors import error_responses as errors
-from image_model_domain.api.files import media_file_response
-from image_model_domain.api.pagination import Pagination
-from image_model_domain.api.permissions import IsStaffOrReadOnly
-from image_model_domain.api.strict import RejectUnknownFields
 
 DATASET_EXAMPLE: dict[str, Any] = {
     "id": 1,

@@ -5,22 +5,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
 
+from common.admin import file_link, thumbnail
 from image_model_domain.jobs import job_cancel, job_retry
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, LoraAdapter
-
-
-def thumbnail(url: str | None, size: int = 96) -> str:
-    """An <img> of a file through its API view (staff read everything there; /media/ is not served)."""
-    if not url:
-        return "-"
-    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
-
-
-def file_link(url: str | None, name: str) -> str:
-    """A stored file's name linking to its API view (the admin's own file links would point at /media/)."""
-    return format_html('<a href="{}">{}</a>', url, name) if url else "-"
 
 
 def generated_image_url(image: GeneratedImage) -> str | None:

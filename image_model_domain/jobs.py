@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from common.exceptions import ConflictError, LimitReachedError, UnavailableError
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset
 from image_model_domain.caching import job_forget
@@ -30,11 +31,11 @@ RUN_JOB_TASK = "tasks.generation.run_job"
 MAX_LORAS = 2
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(UnavailableError):
     """The job could not be handed to the queue; nothing was kept."""
 
 
-class DuplicateRequest(Exception):
+class DuplicateRequest(ConflictError):
     """An idempotency key was reused with a different request body."""
 
 
@@ -87,11 +88,14 @@ def job_enqueue(*, job: GenerationJob) -> None:
     transaction.on_commit(publish)
 
 
-class QueueCapReached(Exception):
+class QueueCapReached(LimitReachedError):
     """The submitter already has as many jobs queued or running as its cap allows."""
+
+    retry_after_s = 10  # a queue cap frees up as the submitter's jobs finish; a few seconds is a fair first wait
 
     def __init__(self, *, cap: str, limit: int, active: int) -> None:
         self.cap, self.limit, self.active = cap, limit, active
+        self.extra = {"cap": cap, "limit": limit, "active": active}
         super().__init__(f"You have {active} jobs queued or running; the limit is {limit} ({cap}).")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from image_model_domain.api.parsers import json_loads_bounded
+from common.api.parsers import json_loads_bounded
 from image_model_domain.api.serializers import GenerationInput, LoraChoiceSerializer
 from image_model_domain.seeds import MAX_SEED
 

@@ -8,8 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from image_model_domain.api.parsers import json_depth_check, json_loads_bounded
-from image_model_domain.api.strict import RejectUnknownFields
+from common.api.parsers import json_depth_check, json_loads_bounded
+from common.api.strict import RejectUnknownFields
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
@@ -18,20 +18,6 @@ from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
 PREVIEW_HELP = "Send preview images of the latents every PREVIEW_EVERY_STEPS steps on the job's event stream."
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error of the API: a message, and for invalid input the messages of each bad field."""
-
-    detail = serializers.CharField(help_text="What went wrong, for people.")
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Invalid input only: each bad field (or non_field_errors) with its messages.",
-    )
-    cap = serializers.CharField(required=False, help_text="429 for a queue cap only: the setting that capped it.")
-    limit = serializers.IntegerField(required=False, help_text="429 for a queue cap only: the cap's value.")
-    active = serializers.IntegerField(required=False, help_text="429 for a queue cap only: jobs queued or running.")
 
 
 class LoraChoiceSerializer(RejectUnknownFields, serializers.Serializer):

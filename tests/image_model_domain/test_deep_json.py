@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from image_model_domain.api.parsers import MAX_JSON_DEPTH
+from common.api.parsers import MAX_JSON_DEPTH
 from image_model_domain.models import DLModel, GenerationJob
 
 pytestmark = pytest.mark.django_db

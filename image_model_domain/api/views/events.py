@@ -35,7 +35,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from image_model_domain.api.errors import error_responses
+from common.api.errors import error_responses
 from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.events import Event, events_enabled, events_from_row, events_key
 from image_model_domain.models import ACTIVE_STATUSES, GenerationJob

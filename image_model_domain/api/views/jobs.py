@@ -17,10 +17,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from image_model_domain.api.errors import error_responses as errors
-from image_model_domain.api.files import media_file_response
-from image_model_domain.api.filters import StrictFilterSet
-from image_model_domain.api.pagination import Pagination
+from common.api.errors import error_responses as errors
+from common.api.files import media_file_response
+from common.api.filters import StrictFilterSet
+from common.api.pagination import Pagination
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
 from image_model_domain.api.views.openapi import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE
 from image_model_domain.api.views.visibility import visible_to

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 
-from image_model_domain.api.errors import error_responses as errors
+from common.api.errors import error_responses as errors
 from image_model_domain.api.serializers import JobOutput
 
 SUBMISSION_ERRORS = (400, 401, 409, 429, 503)

@@ -9,8 +9,8 @@ from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from image_model_domain.api.pagination import Pagination
-from image_model_domain.api.permissions import IsStaffOrReadOnly
+from common.api.pagination import Pagination
+from common.api.permissions import IsStaffOrReadOnly
 from image_model_domain.api.serializers import DLModelSerializer, LoraAdapterSerializer
 from image_model_domain.api.views.openapi import (
     LORA_EXAMPLE,

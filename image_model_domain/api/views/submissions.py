@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.errors import error_responses as errors
+from common.api.parsers import BoundedJSONParser
 from dataset_domain.models import Dataset
-from image_model_domain.api.errors import error_responses as errors
 from image_model_domain.api.generation_inputs import ImageToImageSerializer, TextToImageSerializer
-from image_model_domain.api.parsers import BoundedJSONParser
 from image_model_domain.api.serializers import LegacyRandomDiffusionInput, RandomDiffusionInput
 from image_model_domain.api.views.common import accepted
 from image_model_domain.api.views.openapi import IDEMPOTENCY_KEY, JOB_ACCEPTED, LOCATION, RETRY_AFTER, SUBMISSION_ERRORS

@@ -6,13 +6,27 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from image_model_domain.api.serializers import ErrorSerializer
-from image_model_domain.jobs import BrokerUnavailable, DuplicateRequest, QueueCapReached
+from common.exceptions import ConflictError, LimitReachedError, UnavailableError
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the API: a message, and for invalid input the messages of each bad field."""
+
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Invalid input only: each bad field (or non_field_errors) with its messages.",
+    )
+    cap = serializers.CharField(required=False, help_text="429 for a queue cap only: the setting that capped it.")
+    limit = serializers.IntegerField(required=False, help_text="429 for a queue cap only: the cap's value.")
+    active = serializers.IntegerField(required=False, help_text="429 for a queue cap only: jobs queued or running.")
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -26,16 +40,12 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-# A queue cap frees up as the submitter's jobs finish; a few seconds is a fair first wait.
-QUEUE_CAP_RETRY_AFTER_S = 10
+class LimitThrottled(exceptions.Throttled):
+    """429 with Retry-After; the body adds what the limit's error says about itself (its `extra`)."""
 
-
-class QueueCapThrottled(exceptions.Throttled):
-    """429 with Retry-After; the body names the cap, its limit and the jobs counted against it."""
-
-    def __init__(self, error: QueueCapReached) -> None:
-        super().__init__(wait=QUEUE_CAP_RETRY_AFTER_S, detail=str(error))
-        self.extra = {"cap": error.cap, "limit": error.limit, "active": error.active}
+    def __init__(self, error: LimitReachedError) -> None:
+        super().__init__(wait=error.retry_after_s, detail=str(error))
+        self.extra = error.extra
 
 
 def _is_only_unique(codes: Any) -> bool:
@@ -66,14 +76,12 @@ def _as_drf(error: Exception) -> Exception:
     if isinstance(error, RequestDataTooBig | TooManyFieldsSent | TooManyFilesSent):
         # Raised while DRF parses the body; unhandled, Django answered with its HTML 400 page.
         return exceptions.ParseError(str(error) or "The request body is too large.")
-    if isinstance(error, BrokerUnavailable):
+    if isinstance(error, UnavailableError):
         return ServiceUnavailable(str(error))
-    if isinstance(error, DuplicateRequest):
+    if isinstance(error, ConflictError):
         return Conflict(str(error))
-    if isinstance(error, QueueCapReached):
-        return QueueCapThrottled(error)
-    from django.db import DatabaseError
-
+    if isinstance(error, LimitReachedError):
+        return LimitThrottled(error)
     if isinstance(error, DatabaseError) and error.__class__.__name__ in ("OperationalError", "InterfaceError"):
         return ServiceUnavailable(f"The database is unavailable: {error.__class__.__name__}.")
     return error

@@ -31,7 +31,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
 
 class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "image_model_domain.api.authentication.TokenAuthentication"
+    target_class = "common.api.authentication.TokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

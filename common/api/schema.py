@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular import openapi
 
-import image_model_domain.api.authentication  # noqa: F401  (registers the bearer scheme's extension)
+import common.api.authentication  # noqa: F401  (registers the bearer scheme's extension)
 
 
 class AutoSchema(openapi.AutoSchema):
