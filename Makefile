@@ -33,7 +33,7 @@ beat: $(VENV)/.installed
 
 dev-models: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py build_dev_models --shape tiny --shape small
+	$(PY) manage.py build_dev_models --shape tiny --shape small --shape tiny-xl
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.run

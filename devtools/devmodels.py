@@ -51,6 +51,11 @@ __all__ = [
     "build_checkpoint",
     "build_lora",
     "build_tokenizer",
+    "build_atomically",
+    "lora_config",
+    "lora_state_dict",
+    "text_encoder_config",
+    "vae_config",
 ]
 
 #: Bump when what a build writes changes, so existing builds are rebuilt.
@@ -124,7 +129,7 @@ def _unet_config(
     }
 
 
-def _vae_config(channels: tuple[int, ...], *, layers: int, sample: int) -> dict[str, Any]:
+def vae_config(channels: tuple[int, ...], *, layers: int, sample: int) -> dict[str, Any]:
     n = len(channels)
     return {
         "in_channels": 3,
@@ -168,7 +173,7 @@ SHAPES: dict[str, Shape] = {
         name="tiny",
         resolution=64,
         unet=_unet_config((32, 64), attention=(False, True), layers=1, cross_dim=32, heads=2, sample=32),
-        vae=_vae_config((32, 64), layers=1, sample=64),
+        vae=vae_config((32, 64), layers=1, sample=64),
         text_encoder=_text_config(hidden=32, intermediate=64, layers=2, heads=4, vocab_size=None),
     ),
     "small": Shape(
@@ -182,7 +187,7 @@ SHAPES: dict[str, Shape] = {
             heads=4,
             sample=32,
         ),
-        vae=_vae_config((32, 64, 64), layers=1, sample=128),
+        vae=vae_config((32, 64, 64), layers=1, sample=128),
         text_encoder=_text_config(hidden=128, intermediate=256, layers=4, heads=4, vocab_size=None),
     ),
     # Exactly runwayml/stable-diffusion-v1-5's configs (weights random).
@@ -197,7 +202,7 @@ SHAPES: dict[str, Shape] = {
             heads=8,
             sample=64,
         ),
-        vae=_vae_config((128, 256, 512, 512), layers=2, sample=512),
+        vae=vae_config((128, 256, 512, 512), layers=2, sample=512),
         text_encoder=_text_config(hidden=768, intermediate=3072, layers=12, heads=12, vocab_size=49408),
     ),
 }
@@ -273,14 +278,14 @@ def build_tokenizer() -> CLIPTokenizer:
 # Build helpers
 
 
-def _shape(shape: str) -> Shape:
+def shape_named(shape: str) -> Shape:
     try:
         return SHAPES[shape]
     except KeyError:
         raise ValueError(f"unknown devmodel shape {shape!r}; expected one of {sorted(SHAPES)}") from None
 
 
-def _read_marker(out_dir: Path) -> dict[str, Any] | None:
+def read_marker(out_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((out_dir / MARKER_NAME).read_text())
     except (OSError, ValueError):
@@ -311,9 +316,9 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build(out_dir: Path, marker: dict[str, Any], write: Callable[[Path], None]) -> bool:
+def build_atomically(out_dir: Path, marker: dict[str, Any], write: Callable[[Path], None]) -> bool:
     out_dir = Path(out_dir)
-    if _read_marker(out_dir) == marker:
+    if read_marker(out_dir) == marker:
         return False
     try:
         with _atomic_dir(out_dir) as tmp:
@@ -321,14 +326,19 @@ def _build(out_dir: Path, marker: dict[str, Any], write: Callable[[Path], None])
             (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
     except OSError:
         # Lost a race with a concurrent identical build: theirs is as good as ours.
-        if _read_marker(out_dir) == marker:
+        if read_marker(out_dir) == marker:
             return False
         raise
     return True
 
 
 def _text_encoder_config(shape: Shape, tokenizer: CLIPTokenizer) -> CLIPTextConfig:
-    kwargs = dict(shape.text_encoder)
+    return text_encoder_config(shape.text_encoder, tokenizer)
+
+
+def text_encoder_config(config: dict[str, Any], tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+    """A CLIP text config from ``config``, its token ids (and, when None, its vocabulary size) from ``tokenizer``."""
+    kwargs = dict(config)
     if kwargs["vocab_size"] is None:
         kwargs["vocab_size"] = len(tokenizer)
     return CLIPTextConfig(
@@ -341,7 +351,7 @@ def _text_encoder_config(shape: Shape, tokenizer: CLIPTokenizer) -> CLIPTextConf
 
 def build_pipeline(shape: str = "tiny", *, seed: int = 0) -> StableDiffusionPipeline:
     """An in-memory SD-1.x-shaped pipeline with random weights seeded by ``seed`` (fp32, CPU)."""
-    spec = _shape(shape)
+    spec = shape_named(shape)
     tokenizer = build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -366,24 +376,25 @@ def build_checkpoint(out_dir: Path, *, shape: str = "tiny", seed: int = 0) -> bo
     Load it with ``StableDiffusionPipeline.from_pretrained(out_dir, use_safetensors=True)``.
     Returns False (touching nothing) when ``out_dir`` already holds this exact build.
     """
-    marker = {"kind": "checkpoint", "shape": _shape(shape).name, "seed": seed, "format": FORMAT_VERSION}
+    marker = {"kind": "checkpoint", "shape": shape_named(shape).name, "seed": seed, "format": FORMAT_VERSION}
 
     def write(tmp: Path) -> None:
         build_pipeline(shape, seed=seed).save_pretrained(tmp, safe_serialization=True)
 
-    return _build(Path(out_dir), marker, write)
+    return build_atomically(Path(out_dir), marker, write)
 
 
-def _lora_config(rank: int) -> LoraConfig:
+def lora_config(rank: int) -> LoraConfig:
     return LoraConfig(r=rank, lora_alpha=rank, target_modules=list(LORA_TARGET_MODULES))
 
 
-def _lora_state_dict(spec: Shape, *, seed: int, rank: int) -> dict[str, torch.Tensor]:
+def lora_state_dict(unet_config: dict[str, Any], *, seed: int, rank: int) -> dict[str, torch.Tensor]:
+    """Random LoRA weights (diffusers layout, no ``unet.`` prefix) for a UNet built from ``unet_config``."""
     # The UNet is only needed for module names and shapes: build it on the meta device (no memory,
     # no init cost, also for "full"), let peft attach the LoRA layers, then make real tensors.
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**spec.unet)
-    unet.add_adapter(_lora_config(rank))
+        unet = UNet2DConditionModel(**unet_config)
+    unet.add_adapter(lora_config(rank))
     shapes = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(unet).items()}
     gen = torch.Generator().manual_seed(seed)
     state: dict[str, torch.Tensor] = {}
@@ -413,7 +424,7 @@ def build_lora(
     Loads with ``pipe.load_lora_weights(out_dir, weight_name=weight_name, adapter_name=...)`` and
     visibly changes images at scale 1.0. Returns False (touching nothing) when already built.
     """
-    spec = _shape(shape)
+    spec = shape_named(shape)
     if not weight_name.endswith(".safetensors") or Path(weight_name).name != weight_name:
         raise ValueError(f"weight_name must be a plain file name ending in .safetensors: {weight_name!r}")
     if rank < 1:
@@ -429,13 +440,13 @@ def build_lora(
 
     def write(tmp: Path) -> None:
         # Saved as the adapter metadata so loaders rebuild exactly this LoraConfig (alpha == rank).
-        metadata = _lora_config(rank).to_dict()
+        metadata = lora_config(rank).to_dict()
         StableDiffusionPipeline.save_lora_weights(
             tmp,
-            unet_lora_layers=_lora_state_dict(spec, seed=seed, rank=rank),
+            unet_lora_layers=lora_state_dict(spec.unet, seed=seed, rank=rank),
             weight_name=weight_name,
             safe_serialization=True,
             unet_lora_adapter_metadata=metadata,
         )
 
-    return _build(Path(out_dir), marker, write)
+    return build_atomically(Path(out_dir), marker, write)

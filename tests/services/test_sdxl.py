@@ -1,0 +1,116 @@
+"""The SDXL family through services/: load, LoRA, text-to-image, image-to-image and float16 decoding."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from devtools.sdxl import XL_SHAPES, build_xl_checkpoint, build_xl_lora
+from services.engine import DiffusersProcessor, EngineConfig
+from services.pngmeta import png_bytes, read_recipe
+from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec
+
+RES = XL_SHAPES["tiny"].resolution
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
+    threads make them ~10x slower: these tests run on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("xl")
+    build_xl_checkpoint(root / "ckpt", shape="tiny", seed=1)
+    build_xl_lora(root / "lora", shape="tiny", seed=2, weight_name="lora.safetensors")
+    return {"ckpt": str(root / "ckpt"), "lora": str(root / "lora")}
+
+
+@pytest.fixture(scope="module")
+def processor() -> DiffusersProcessor:
+    return DiffusersProcessor(EngineConfig())
+
+
+def spec(xl: dict[str, str], dtype: str = "auto") -> ModelSpec:
+    return ModelSpec(name=f"xl-{dtype}", source=xl["ckpt"], family="sdxl", dtype=dtype, resolution=RES)
+
+
+def run(processor: DiffusersProcessor, request: GenerationRequest) -> list:
+    outputs: list = []
+    processor.generate(request, on_batch=outputs.extend)
+    return sorted(outputs, key=lambda output: output.meta["index"])
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+def items(count: int = 1, *, init: Image.Image | None = None, size: tuple[int, int] = (RES, RES)) -> list[ImageTask]:
+    return [
+        ImageTask(prompt=f"a cat {i}", seed=7 + i, width=size[0], height=size[1], init_image=init, meta={"index": i})
+        for i in range(count)
+    ]
+
+
+def test_text_to_image_gives_pngs_of_the_asked_size_and_a_lora_changes_them(
+    xl: dict[str, str], processor: DiffusersProcessor
+) -> None:
+    base = run(processor, GenerationRequest(model=spec(xl), items=items(2), steps=3))
+    for output in base:
+        png = Image.open(io.BytesIO(png_bytes(output.image, output.recipe)))
+        assert png.format == "PNG" and png.size == (RES, RES)
+        assert pixels(png).std() > 5
+    assert read_recipe(png_bytes(base[0].image, base[0].recipe))["model"] == "xl-auto"
+    wide = run(processor, GenerationRequest(model=spec(xl), items=items(size=(96, 48)), steps=2))
+    assert wide[0].image.size == (96, 48)
+
+    lora = LoraSpec(name="xl-lora", source=xl["lora"], weight_name="lora.safetensors")
+    with_lora = run(processor, GenerationRequest(model=spec(xl), items=items(2), steps=3, loras=(lora,)))
+    assert np.abs(pixels(with_lora[0].image) - pixels(base[0].image)).mean() > 2
+    again = run(processor, GenerationRequest(model=spec(xl), items=items(2), steps=3))
+    assert np.array_equal(pixels(again[0].image), pixels(base[0].image))  # the adapter is off after its job
+    assert processor.loras.loads == 1
+
+
+def test_image_to_image_keeps_the_source_size_and_shares_the_modules(
+    xl: dict[str, str], processor: DiffusersProcessor
+) -> None:
+    source = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    (output,) = run(processor, GenerationRequest(model=spec(xl), items=items(init=source), steps=4, strength=0.5))
+    assert output.image.size == (64, 48) and output.recipe["strength"] == 0.5
+    resident, _ = processor.pipelines.get(spec(xl))
+    assert resident.img2img.unet is resident.text2img.unet
+    assert resident.img2img.text_encoder_2 is resident.text2img.text_encoder_2
+
+
+def test_float16_decodes_in_float32_where_the_vae_asks_for_it(xl: dict[str, str]) -> None:
+    """SDXL's VAE overflows in float16 (its config says force_upcast): the pipeline decodes in float32."""
+    processor = DiffusersProcessor(EngineConfig(device="cpu"))
+    resident, _ = processor.pipelines.get(spec(xl, "float16"))
+    assert resident.dtype == torch.float16 and resident.text2img.vae.config.force_upcast
+    decoded: list[torch.dtype] = []
+    hook = resident.text2img.vae.decoder.register_forward_pre_hook(lambda module, args: decoded.append(args[0].dtype))
+    try:
+        (text,) = run(processor, GenerationRequest(model=spec(xl, "float16"), items=items(), steps=2))
+        source = Image.new("RGB", (RES, RES), (200, 40, 90))
+        (image,) = run(processor, GenerationRequest(model=spec(xl, "float16"), items=items(init=source), steps=2))
+    finally:
+        hook.remove()
+    assert decoded == [torch.float32, torch.float32]
+    assert resident.text2img.vae.dtype == torch.float16  # cast back after decoding: the memory stays halved
+    assert resident.text2img.unet.dtype == torch.float16
+    assert text.recipe["dtype"] == "float16" and text.image.size == image.image.size == (RES, RES)
+    full = run(
+        DiffusersProcessor(EngineConfig(device="cpu")), GenerationRequest(model=spec(xl), items=items(), steps=2)
+    )
+    assert np.abs(pixels(text.image) - pixels(full[0].image)).mean() < 3  # float16 draws the float32 picture
