@@ -167,14 +167,15 @@ def _env_without_compose_secrets() -> dict[str, str]:
 def test_compose_has_the_production_services() -> None:
     services = _compose()["services"]
 
-    assert set(services) >= {"postgres", "redis", "migrate", "web", "worker", "webhooks", "beat", "flower"}
+    assert set(services) >= {
+        "postgres", "redis", "migrate", "web", "events", "proxy", "worker", "webhooks", "beat", "flower"
+    }  # fmt: skip
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert services["migrate"]["restart"] == "no"
     assert services["web"]["image"].startswith("diffusion-server-web:")
     assert services["worker"]["image"].startswith("diffusion-server-worker:")
-    assert services["web"]["ports"] == ["${PORT:-8000}:8000"]
-    for name in ("migrate", "web", "worker", "beat"):
+    for name in ("migrate", "web", "events", "worker", "beat"):
         assert services[name]["environment"]["DJANGO_ENV"] == "production", name
 
 
@@ -192,6 +193,23 @@ def test_compose_commands_are_the_contract_commands() -> None:
     assert " ".join(services["beat"]["command"]).startswith("celery -A config beat")
     webhooks = " ".join(services["webhooks"]["command"])
     assert webhooks.startswith("celery -A config worker") and "--queues webhooks" in webhooks
+
+
+def test_compose_publishes_only_the_proxy_which_routes_streams_to_the_asgi_server() -> None:
+    services = _compose()["services"]
+
+    published = {name for name, service in services.items() if "ports" in service and name != "flower"}
+    assert published == {"proxy"} and services["proxy"]["ports"] == ["${PORT:-8000}:8080"]
+    assert "./docker/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in services["proxy"]["volumes"]
+    assert "media:/app/var/media:ro" in services["proxy"]["volumes"]
+    assert services["web"].get("environment", {}).get("WEB_SERVER", "gthread") == "gthread"
+    assert services["events"]["environment"]["WEB_SERVER"] == "asgi"
+    assert services["events"]["command"] == services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py"]
+    # The API hands downloads to the proxy, at the internal location that docker/nginx.conf aliases to the volume.
+    assert services["web"]["environment"]["MEDIA_ACCEL_REDIRECT"] == "/protected-media/"
+    conf = (ROOT / "docker" / "nginx.conf").read_text()
+    assert "location /protected-media/ {\n        internal;\n        alias /app/var/media/;" in conf
+    assert "server web:8000;" in conf and "server events:8000;" in conf
 
 
 def test_compose_worker_reserves_one_nvidia_gpu_and_stops_gracefully() -> None:
@@ -214,7 +232,7 @@ def test_compose_webhook_worker_needs_no_gpu() -> None:
     assert webhooks["environment"]["DIFFUSION_PRELOAD"] == "false"
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "postgres", "redis"])
+@pytest.mark.parametrize("name", ["web", "events", "proxy", "worker", "postgres", "redis"])
 def test_compose_long_running_service_has_a_healthcheck(name: str) -> None:
     healthcheck = _compose()["services"][name]["healthcheck"]
 
@@ -224,7 +242,8 @@ def test_compose_long_running_service_has_a_healthcheck(name: str) -> None:
 def test_compose_healthchecks_probe_the_right_thing() -> None:
     services = _compose()["services"]
 
-    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    for name in ("web", "events", "proxy"):
+        assert "/healthz" in " ".join(services[name]["healthcheck"]["test"]), name
     assert "inspect ping --destination worker@$$HOSTNAME" in " ".join(services["worker"]["healthcheck"]["test"])
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -237,7 +256,7 @@ def test_compose_flower_runs_only_under_the_monitoring_profile() -> None:
     assert [name for name, service in services.items() if "profiles" in service] == ["flower"]
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "webhooks", "beat"])
+@pytest.mark.parametrize("name", ["web", "events", "worker", "webhooks", "beat"])
 def test_compose_app_services_wait_for_the_migrate_job(name: str) -> None:
     depends_on = _compose()["services"][name]["depends_on"]
 
@@ -421,7 +440,7 @@ def test_kustomize_build_renders_valid_objects(folder: Path) -> None:
     assert result.returncode == 0, result.stderr
     objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     kinds = [doc["kind"] for doc in objects]
-    assert kinds.count("Deployment") == 4 and "Job" in kinds and "Secret" not in kinds
+    assert kinds.count("Deployment") == 5 and "Job" in kinds and "Secret" not in kinds
     for doc in objects:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
@@ -432,7 +451,7 @@ def test_kustomize_build_renders_valid_objects(folder: Path) -> None:
         assert "HorizontalPodAutoscaler" not in kinds and "ScaledObject" in kinds
 
 
-@pytest.mark.parametrize("component", ["web", "worker", "webhooks", "beat"])
+@pytest.mark.parametrize("component", ["web", "events", "worker", "webhooks", "beat"])
 def test_deployment_containers_have_probes(component: str) -> None:
     for container in _deployment(component)["spec"]["template"]["spec"]["containers"]:
         assert "livenessProbe" in container, container["name"]
@@ -444,6 +463,7 @@ def test_deployment_containers_have_probes(component: str) -> None:
 def test_base_deployments_are_web_workers_and_beat() -> None:
     assert set(_base_objects("Deployment")) == {
         "diffusion-server-web",
+        "diffusion-server-events",
         "diffusion-server-worker",
         "diffusion-server-webhooks",
         "diffusion-server-beat",
@@ -480,7 +500,28 @@ def test_beat_is_a_singleton() -> None:
     assert beat["spec"]["strategy"]["type"] == "Recreate"
 
 
-@pytest.mark.parametrize("component", ["web", "worker"])
+def test_the_ingress_sends_event_streams_to_the_asgi_deployment_and_the_rest_to_web() -> None:
+    import re
+
+    (ingress,) = _base_objects("Ingress").values()
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    services = {item["backend"]["service"]["name"]: item for item in paths}
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/use-regex"] == "true"
+    events_path = re.compile(services["diffusion-server-events"]["path"])
+    assert events_path.search("/api/v1/jobs/0b7e2d8a-5c1f-4e36-8a57-0d7c9b3e6f21/events/")
+    assert not events_path.search("/api/v1/jobs/0b7e2d8a-5c1f-4e36-8a57-0d7c9b3e6f21/")
+    assert services["diffusion-server-web"]["path"] == "/"
+    (events,) = _deployment("events")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "WEB_SERVER", "value": "asgi"} in events["env"]
+    (web,) = _deployment("web")["spec"]["template"]["spec"]["containers"]
+    assert "WEB_SERVER" not in {item["name"] for item in web.get("env", [])}  # gthread, the default
+    (service,) = [s for s in _base_objects("Service").values() if s["metadata"]["name"] == "diffusion-server-events"]
+    assert (
+        service["spec"]["selector"].items() <= _deployment("events")["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+@pytest.mark.parametrize("component", ["web", "events", "worker"])
 def test_web_and_worker_have_a_pod_disruption_budget(component: str) -> None:
     pod_labels = _deployment(component)["spec"]["template"]["metadata"]["labels"]
     budgets = _base_objects("PodDisruptionBudget").values()

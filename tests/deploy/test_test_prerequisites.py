@@ -12,12 +12,13 @@ SCRIPT = ROOT / "scripts" / "test_prerequisites.sh"
 
 
 def fake_tools(bin_dir: Path, log: Path, chromium: Path) -> None:
-    """pg_isready and redis-cli answer "up"; apt-get records its arguments and "installs" chromium."""
+    """pg_isready and redis-cli answer "up"; apt-get records its arguments and "installs" chromium (and nginx)."""
     tools = {
         "pg_isready": "exit 0",
         "redis-cli": "exit 0",
         "apt-get": f'echo "apt-get $*" >> {log}\n'
-        f'if [ "$1" = install ] || [ "$4" = chromium ]; then touch {chromium}; chmod +x {chromium}; fi',
+        f'if [ "$1" = install ] || [ "$4" = chromium ]; then touch {chromium}; chmod +x {chromium}; fi\n'
+        f'case "$*" in *nginx*) printf "#!/bin/sh\\n" > {bin_dir}/nginx; chmod +x {bin_dir}/nginx;; esac',
     }
     for name, body in tools.items():
         path = bin_dir / name
