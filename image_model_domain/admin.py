@@ -68,9 +68,14 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected jobs")
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        asked = 0
         for job in queryset:
-            job_cancel(job=job)
-        self.message_user(request, f"Asked {queryset.count()} jobs to cancel.")
+            try:
+                job_cancel(job=job)
+                asked += 1
+            except ValidationError as error:
+                self.message_user(request, f"{job.pk}: {error.messages[0]}", level=messages.WARNING)
+        self.message_user(request, f"Asked {asked} jobs to cancel.")
 
     @admin.action(description="Retry selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:

@@ -326,7 +326,14 @@ def job_create_random_diffusion(
 
 
 def job_cancel(*, job: GenerationJob) -> GenerationJob:
-    """A queued job is cancelled at once; a running one stops at its next denoising step."""
+    """A queued job is cancelled at once; a running one stops at its next denoising step.
+
+    A finished job has nothing to cancel: a conflict (409 in the API); cancelling a cancelled job
+    again changes nothing.
+    """
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        message = f"The job has finished ({job.status}); nothing to cancel."
+        raise ValidationError({"status": ValidationError(message, code="conflict")})
     now = timezone.now()
     if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, error="Cancelled before it started."

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from common.api.parsers import json_depth_check, json_loads_bounded
 from common.api.strict import RejectUnknownFields
+from image_model_domain.events import queue_position
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
@@ -234,10 +235,15 @@ class JobOutput(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))
     def get_position(self, job: GenerationJob) -> int | None:
-        """1 for the next job a worker takes; None once running or finished."""
+        """1 for the next job a worker takes; None once running or finished.
+
+        Lists annotate it (selectors.with_positions) and job_enqueue records the one it published,
+        so only a job read alone counts here.
+        """
         if job.status != JobStatus.QUEUED:
             return None
-        return GenerationJob.objects.filter(status=JobStatus.QUEUED, queued_at__lt=job.queued_at).count() + 1
+        position = getattr(job, "position", None)
+        return position if position is not None else queue_position(job)
 
 
 class QueueEntryOutput(serializers.Serializer):

@@ -58,6 +58,15 @@ def test_cancel_and_retry_actions(admin_client: Client) -> None:
     assert job.status == "queued" and not job.cancel_requested
 
 
+def test_the_cancel_action_leaves_a_finished_job_as_it_was_and_says_why(admin_client: Client) -> None:
+    job = make_job(None, "a fox")
+    url = "/admin/image_model_domain/generationjob/"
+    response = admin_client.post(url, {"action": "cancel_jobs", "_selected_action": [str(job.pk)]}, follow=True)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and not job.cancel_requested
+    assert "nothing to cancel" in response.content.decode() and "Asked 0 jobs to cancel." in response.content.decode()
+
+
 def test_change_pages_link_files_through_the_api_never_media(admin_client: Client, sample_dataset) -> None:  # noqa: ANN001
     import re
 

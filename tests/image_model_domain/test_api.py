@@ -6,11 +6,13 @@ import io
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from image_model_domain.jobs import job_cancel
 from image_model_domain.models import DLModel, GenerationJob, LoraAdapter
 from tests.conftest import queue_history_of_a_tenth_of_a_second_a_step
 
@@ -179,6 +181,21 @@ def test_cancel_and_delete_a_queued_job(api: APIClient, models: None) -> None:
     assert api.delete(f"/api/v1/jobs/{job_id}/").status_code == 204
     assert not GenerationJob.objects.filter(pk=job_id).exists()
     assert api.get(f"/api/v1/jobs/{job_id}/").status_code == 404
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed"])
+def test_a_finished_job_has_nothing_to_cancel_409_and_stays_as_it_was(
+    api: APIClient, models: None, status: str
+) -> None:
+    job_id = api.post("/api/v1/generations/", {"prompt": "a"}, format="json").json()["id"]
+    GenerationJob.objects.filter(pk=job_id).update(status=status, error="")
+    response = api.post(f"/api/v1/jobs/{job_id}/cancel/")
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"The job has finished ({status}); nothing to cancel."}
+    job = GenerationJob.objects.get(pk=job_id)
+    assert job.status == status and not job.cancel_requested and job.finished_at is None
+    with pytest.raises(ValidationError):  # the rule is the domain function's, for the admin and commands too
+        job_cancel(job=job)
 
 
 def test_the_queue_lists_waiting_jobs_in_order(api: APIClient, models: None) -> None:

@@ -21,6 +21,7 @@ from image_model_domain.api.views.openapi import IMAGE_EXAMPLE
 from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.jobs import image_delete
 from image_model_domain.models import GeneratedImage
+from image_model_domain.selectors import image_list
 
 
 class ImageFilter(StrictFilterSet):
@@ -46,9 +47,7 @@ class ImageListView(generics.ListAPIView):
     filterset_class = ImageFilter
 
     def get_queryset(self) -> QuerySet[GeneratedImage]:
-        # Newest job first; a job's images by index (their batches are saved in any order).
-        images = visible_to(self.request, GeneratedImage.objects.all())
-        return images.order_by("-job__queued_at", "job_id", "index")
+        return image_list(user=self.request.user)
 
 
 @extend_schema_view(

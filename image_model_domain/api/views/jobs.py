@@ -26,9 +26,9 @@ from image_model_domain.api.views.openapi import FINISHED_JOB_EXAMPLE, JOB_EXAMP
 from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
 from image_model_domain.caching import job_key
-from image_model_domain.jobs import job_cancel, job_delete, queue_jobs
-from image_model_domain.models import ACTIVE_STATUSES, GenerationJob, JobStatus
-from image_model_domain.workers import workers_by_queue
+from image_model_domain.jobs import job_cancel, job_delete
+from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
+from image_model_domain.selectors import job_list, queue_entries
 
 
 class JobFilter(StrictFilterSet):
@@ -53,8 +53,7 @@ class JobListView(generics.ListAPIView):
     filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[GenerationJob]:
-        jobs = GenerationJob.objects.select_related("model", "owner").prefetch_related("images")
-        return visible_to(self.request, jobs).order_by("-queued_at")
+        return job_list(user=self.request.user)
 
 
 @extend_schema_view(
@@ -88,9 +87,7 @@ class JobDetailView(generics.RetrieveDestroyAPIView):
         return Response(data)
 
     def get_queryset(self) -> QuerySet[GenerationJob]:
-        return visible_to(
-            self.request, GenerationJob.objects.select_related("model", "owner").prefetch_related("images")
-        )
+        return job_list(user=self.request.user)
 
     def perform_destroy(self, instance: GenerationJob) -> None:
         job_delete(job=instance)
@@ -139,10 +136,7 @@ class JobCancelView(APIView):
         summary="Cancel a job",
     )
     def post(self, request: Request, pk: str) -> Response:
-        job = get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk)
-        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return Response({"detail": f"The job has finished ({job.status}); nothing to cancel."}, status=409)
-        job = job_cancel(job=job)
+        job = job_cancel(job=get_object_or_404(visible_to(request, GenerationJob.objects.all()), pk=pk))
         return Response(JobOutput(job, context={"request": request}).data)
 
 
@@ -173,40 +167,5 @@ class QueueView(APIView):
         summary="Queued and running jobs in order",
     )
     def get(self, request: Request) -> Response:
-        # Seconds per denoising step of one image, from recent jobs: works for any steps and counts.
-        recent = GenerationJob.objects.filter(status=JobStatus.SUCCEEDED, progress_total__gt=0).order_by(
-            "-finished_at"
-        )[:20]
-        per_step = [
-            (job.finished_at - job.started_at).total_seconds() / job.progress_total
-            for job in recent
-            if job.started_at and job.finished_at
-        ]
-        seconds_per_step = sum(per_step) / len(per_step) if per_step else None
-        entries, ahead_s, position = [], 0.0, 0
-        visible = set(visible_to(request, GenerationJob.objects.all()).values_list("pk", flat=True))
-        served = workers_by_queue()
-        for job in queue_jobs().select_related("model", "owner").prefetch_related("images"):
-            if job.status == JobStatus.QUEUED:
-                position += 1
-            estimate = None if seconds_per_step is None else (0.0 if job.status == JobStatus.RUNNING else ahead_s)
-            # A running job has a worker (or the reconciler will find it has none); a queued one waits for one.
-            available = job.status == JobStatus.RUNNING or bool(served.get(job.queue))
-            note = ""
-            if not available:
-                estimate = None
-                note = f"No worker is running for the queue {job.queue!r}; the job starts when one does."
-            elif estimate is None:
-                note = "No finished job to estimate from yet."
-            if job.pk in visible:
-                entries.append(
-                    {
-                        "position": position if job.status == JobStatus.QUEUED else None,
-                        "estimated_start_s": estimate,
-                        "worker_available": available,
-                        "note": note,
-                        "job": JobOutput(job, context={"request": request}).data,
-                    }
-                )
-            ahead_s += (seconds_per_step or 0.0) * max(job.progress_total - job.progress_step, 0)
-        return Response(entries)
+        entries = queue_entries(user=request.user)
+        return Response(QueueEntryOutput(entries, many=True, context={"request": request}).data)

@@ -9,18 +9,12 @@ from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework.request import Request
 
-from image_model_domain.models import GenerationJob
+from image_model_domain.selectors import visible_to_user
 
 
 def visible_to(request: Request, queryset: QuerySet) -> QuerySet:
-    """Users see their own jobs and images, staff see all; anonymous clients see anonymous work."""
-    user = request.user
-    if user.is_authenticated and user.is_staff:
-        return queryset
-    owner_field = "owner" if queryset.model is GenerationJob else "job__owner"
-    if user.is_authenticated:
-        return queryset.filter(**{owner_field: user})
-    return queryset.filter(**{f"{owner_field}__isnull": True})
+    """The jobs or images of `queryset` the request's user may see (selectors.visible_to_user)."""
+    return visible_to_user(request.user, queryset)
 
 
 def owner_of(request: Request) -> Any:
