@@ -37,6 +37,8 @@ __all__ = ["XL_SHAPES", "XlShape", "build_xl_checkpoint", "build_xl_lora", "buil
 
 #: SDXL's VAE latent scale (stabilityai/stable-diffusion-xl-base-1.0, vae/config.json).
 XL_SCALING_FACTOR = 0.13025
+#: Bump when what an SDXL build writes changes (with devmodels.FORMAT_VERSION in the marker too).
+XL_FORMAT_VERSION = 2
 #: Added time ids per image: original size (2), crop top-left (2), target size (2).
 TIME_IDS = 6
 
@@ -99,14 +101,15 @@ XL_SHAPES: dict[str, XlShape] = {
     "tiny": XlShape(
         name="tiny",
         resolution=64,
-        unet=_xl_unet((32, 64), heads=(2, 4), cross_dim=32 + 32, pooled_dim=32, time_dim=8, sample=32),
+        unet=_xl_unet((32, 64), heads=(2, 4), cross_dim=32 + 48, pooled_dim=48, time_dim=8, sample=32),
         vae={
             **vae_config((32, 64), layers=1, sample=64),
             "scaling_factor": XL_SCALING_FACTOR,
             "force_upcast": True,
         },
         text_encoder=_text(hidden=32, layers=2, heads=4, act="quick_gelu"),
-        text_encoder_2=_text(hidden=32, layers=2, heads=4, act="gelu"),
+        # Wider than the first, as in SDXL (768 and 1280): single-file loading tells the two apart by width.
+        text_encoder_2=_text(hidden=48, layers=2, heads=4, act="gelu"),
     ),
 }
 
@@ -159,7 +162,13 @@ def build_xl_checkpoint(out_dir: Path, *, shape: str = "tiny", seed: int = 0) ->
     Load it with ``StableDiffusionXLPipeline.from_pretrained(out_dir, use_safetensors=True)``.
     Returns False (touching nothing) when ``out_dir`` already holds this exact build.
     """
-    marker = {"kind": "sdxl-checkpoint", "shape": _xl_shape(shape).name, "seed": seed, "format": FORMAT_VERSION}
+    marker = {
+        "kind": "sdxl-checkpoint",
+        "shape": _xl_shape(shape).name,
+        "seed": seed,
+        "format": FORMAT_VERSION,
+        "xl_format": XL_FORMAT_VERSION,
+    }
 
     def write(tmp: Path) -> None:
         build_xl_pipeline(shape, seed=seed).save_pretrained(tmp, safe_serialization=True)
@@ -190,6 +199,7 @@ def build_xl_lora(
         "rank": rank,
         "weight_name": weight_name,
         "format": FORMAT_VERSION,
+        "xl_format": XL_FORMAT_VERSION,
     }
 
     def write(tmp: Path) -> None:

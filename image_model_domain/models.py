@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 
-from image_model_domain.sources import validate_source, validate_weight_name
+from image_model_domain.sources import validate_model_source, validate_source, validate_weight_name
 
 SAFETENSORS_ONLY = RegexValidator(r"\.safetensors\Z", "Only .safetensors weight files are accepted.")
 
@@ -64,13 +64,18 @@ class NamedManager(models.Manager):
 
 
 class DLModel(RegistryRow):
-    """A diffusion checkpoint: a Hugging Face repo id, or a directory confined to MODEL_ROOT (sources.py)."""
+    """A diffusion checkpoint: a Hugging Face repo id, or a directory or single .safetensors file confined to
+    MODEL_ROOT (sources.py)."""
 
     name = models.SlugField(max_length=100, unique=True)
     source = models.CharField(
         max_length=500,
-        validators=[validate_source],
-        help_text="Hugging Face repo id (org/name), or a directory under MODEL_ROOT.",
+        validators=[validate_model_source],
+        help_text=(
+            "Hugging Face repo id (org/name), or a directory under MODEL_ROOT, or a single-file .safetensors "
+            'checkpoint under MODEL_ROOT (its component configs from metadata "config": a diffusers directory '
+            "or repo id of the same family)."
+        ),
     )
     revision = models.CharField(max_length=100, blank=True, help_text="Hub revision (branch, tag or commit).")
     family = models.CharField(max_length=10, choices=Family.choices, default=Family.SD1)

@@ -31,11 +31,15 @@ PIPELINE_CLASSES = {
 
 
 def fingerprint(source: str) -> str:
-    """A cheap identity for a local checkpoint: configs and weight file sizes and edges, hashed."""
+    """A cheap identity for a local checkpoint (a directory, or one single-file checkpoint): configs and weight
+    file sizes and edges, hashed."""
     root = Path(source)
+    digest = hashlib.sha256()
+    if root.is_file():
+        _digest_edges(digest, root)
+        return digest.hexdigest()[:16]
     if not root.is_dir():
         return ""
-    digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if not path.is_file():
             continue
@@ -43,13 +47,22 @@ def fingerprint(source: str) -> str:
         if path.suffix == ".json":
             digest.update(path.read_bytes())
         else:
-            size = path.stat().st_size
-            digest.update(str(size).encode())
-            with path.open("rb") as handle:
-                digest.update(handle.read(1 << 16))
-                handle.seek(max(0, size - (1 << 16)))
-                digest.update(handle.read(1 << 16))
+            _digest_edges(digest, path)
     return digest.hexdigest()[:16]
+
+
+def _digest_edges(digest: Any, path: Path) -> None:
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 16))
+        handle.seek(max(0, size - (1 << 16)))
+        digest.update(handle.read(1 << 16))
+
+
+def is_single_file(source: str) -> bool:
+    """A local file rather than a diffusers directory or a repo id: an original-layout (Civitai-style) checkpoint."""
+    return Path(source).is_file()
 
 
 @dataclass
@@ -74,6 +87,26 @@ class ResidentModel:
             self._img2img = img2img_class(**self.text2img.components, **extra)
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
+
+
+def _load_single_file(pipeline_class: Any, spec: ModelSpec, dtype: torch.dtype, extra: dict[str, Any]) -> Any:
+    """An original-layout checkpoint in one file; its component configs and tokenizers come from ``spec.config``."""
+    if Path(spec.source).suffix != ".safetensors":
+        # from_single_file would torch.load a .ckpt, which unpickles (DESIGN rule 7).
+        raise ModelUnavailable(f"Model {spec.name!r}: only .safetensors single-file checkpoints are accepted.")
+    local_config = bool(spec.config) and Path(spec.config).is_dir()
+    try:
+        return pipeline_class.from_single_file(
+            spec.source, config=spec.config or None, local_files_only=local_config, dtype=dtype, **extra
+        )
+    except (OSError, ValueError) as error:
+        if spec.config:
+            raise
+        # Without a config diffusers guesses the family from the file's keys and fetches its configs from the hub.
+        raise ModelUnavailable(
+            f"Cannot load model {spec.name!r} from {spec.source!r}: {error} (to load a single-file checkpoint "
+            'without a hub, name a diffusers directory of the same family in the model\'s metadata as "config")'
+        ) from error
 
 
 class PipelineRegistry:
@@ -127,10 +160,13 @@ class PipelineRegistry:
             {} if spec.family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
         )
         try:
-            # use_safetensors=True: never unpickle checkpoint weights.
-            pipe = pipeline_class.from_pretrained(
-                spec.source, revision=spec.revision or None, dtype=dtype, use_safetensors=True, **extra
-            )
+            if is_single_file(spec.source):
+                pipe = _load_single_file(pipeline_class, spec, dtype, extra)
+            else:
+                # use_safetensors=True: never unpickle checkpoint weights.
+                pipe = pipeline_class.from_pretrained(
+                    spec.source, revision=spec.revision or None, dtype=dtype, use_safetensors=True, **extra
+                )
         except (OSError, ValueError) as error:
             raise ModelUnavailable(f"Cannot load model {spec.name!r} from {spec.source!r}: {error}") from error
         pipe.to(self.device)

@@ -13,12 +13,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    source: str  # a local directory, or a Hugging Face repo id
+    source: str  # a local directory, a local single-file .safetensors checkpoint, or a Hugging Face repo id
     revision: str | None = None
     family: str = "sd1"
     dtype: str = "auto"
     resolution: int = 512
     accel: tuple[tuple[str, Any], ...] = ()  # per-model overrides of services.accel.AccelOptions
+    # A single-file checkpoint's component configs and tokenizers: a diffusers directory (or repo id) of the
+    # same family. None: diffusers guesses the family from the file's keys and fetches its configs from the hub.
+    config: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,21 @@ from image_model_domain.models import DLModel, LoraAdapter
 from image_model_domain.sources import source_problem, weight_name_problem
 
 
-def resolve_source(source: str, *, what: str = "model") -> str:
-    """A directory under MODEL_ROOT or an allowed absolute directory is local; anything else is a hub repo id.
+def resolve_source(source: str, *, what: str = "model", single_file: bool = False) -> str:
+    """A directory (or, with single_file, a .safetensors file) under MODEL_ROOT or an allowed absolute path is
+    local; anything else is a hub repo id.
 
     Checked again here, before anything is loaded: a row written past the API (a shell, a fixture,
     an old row) must not make a worker read outside MODEL_ROOT and MODEL_SOURCE_DIRS.
     """
-    if source_problem(source):
-        raise ValueError(f"The {what}'s source is not allowed: {source_problem(source)}")
+    problem = source_problem(source, single_file=single_file)
+    if problem:
+        raise ValueError(f"The {what}'s source is not allowed: {problem}")
     candidate = Path(source)
     if candidate.is_absolute():
         return str(candidate)
     local = settings.MODEL_ROOT / source
-    return str(local) if local.is_dir() else source
+    return str(local) if local.exists() else source
 
 
 def model_spec(model: DLModel):  # noqa: ANN201
@@ -30,13 +32,24 @@ def model_spec(model: DLModel):  # noqa: ANN201
 
     return ModelSpec(
         name=model.name,
-        source=resolve_source(model.source, what=f"model {model.name!r}"),
+        source=resolve_source(model.source, what=f"model {model.name!r}", single_file=True),
         revision=model.revision or None,
         family=model.family,
         dtype=model.dtype,
         resolution=model.resolution,
         accel=_accel_overrides(model),
+        config=_single_file_config(model),
     )
+
+
+def _single_file_config(model: DLModel) -> str | None:
+    """metadata {"config": "dev/tiny-sd-a"}: where a single-file checkpoint's component configs are (a source)."""
+    config = (model.metadata or {}).get("config") if isinstance(model.metadata, dict) else None
+    if config is None:
+        return None
+    if not isinstance(config, str):
+        raise ValueError(f"The model {model.name!r} has a bad metadata config: give a directory or repo id.")
+    return resolve_source(config, what=f"model {model.name!r} config")
 
 
 def _accel_overrides(model: DLModel) -> tuple:

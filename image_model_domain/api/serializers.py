@@ -14,7 +14,7 @@ from image_model_domain.events import queue_position
 from image_model_domain.models import DLModel, GeneratedImage, GenerationJob, JobStatus, LoraAdapter
 from image_model_domain.registry import SCHEDULERS
 from image_model_domain.seeds import MAX_SEED
-from image_model_domain.sources import error_for_owner
+from image_model_domain.sources import error_for_owner, source_problem
 from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
@@ -320,6 +320,11 @@ class DLModelSerializer(RejectUnknownFields, serializers.ModelSerializer):
             raise serializers.ValidationError("Must be a JSON object.")
         if _has_nul(value):  # PostgreSQL's jsonb cannot store the NUL character
             raise serializers.ValidationError("Null characters are not allowed.")
+        if "config" in value:  # a single-file checkpoint's component configs: held to the rules of a source
+            config = value["config"]
+            problem = source_problem(config) if isinstance(config, str) else "Give a directory or repo id."
+            if problem:
+                raise serializers.ValidationError(f"config: {problem}")
         return value
 
 

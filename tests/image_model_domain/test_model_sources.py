@@ -121,3 +121,39 @@ def test_non_staff_owners_see_errors_without_server_paths() -> None:
         assert "https://huggingface.co/docs/diffusers" in seen and "org/name" in seen and "3/4" in seen
         assert owner.get("/api/v1/jobs/").json()["results"][0]["error"] == seen
     assert "/srv" not in webhook_payload(job)["error"]
+
+
+def test_a_model_source_may_be_a_safetensors_file_under_model_root_and_nothing_else(
+    roots: Path, staff: APIClient
+) -> None:
+    local = roots / "models" / "local"
+    (local / "civitai.safetensors").write_bytes(b"weights")
+    (local / "pickled.ckpt").write_bytes(b"pickle")
+    (local / "notes.txt").write_text("not weights")
+    os.symlink("/etc/hostname", local / "leak.safetensors")
+    body = {"name": "civitai", "source": "local/civitai.safetensors", "family": "sdxl"}
+    body["metadata"] = {"config": "local/ckpt"}
+    assert staff.post("/api/v1/models/", body, format="json").status_code == 201
+    absolute = {"name": "civitai-abs", "source": str(local / "civitai.safetensors")}
+    assert staff.post("/api/v1/models/", absolute, format="json").status_code == 201
+    for source, why in [
+        ("local/pickled.ckpt", ".safetensors"),
+        (str(local / "pickled.ckpt"), ".safetensors"),
+        ("local/notes.txt", ".safetensors"),
+        ("local/missing.safetensors", "No such"),
+        (str(local / "missing.safetensors"), "No such"),
+        ("local/leak.safetensors", "outside"),
+    ]:
+        response = staff.post("/api/v1/models/", {"name": "bad", "source": source}, format="json")
+        assert response.status_code == 400, (source, response.content)
+        assert list(response.json()["errors"]) == ["source"] and why in str(response.json()["errors"]["source"])
+    # A LoRA names its directory and, in weight_name, the file.
+    lora = {"name": "ink", "source": "local/civitai.safetensors", "weight_name": "civitai.safetensors"}
+    response = staff.post("/api/v1/loras/", lora, format="json")
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["source"]
+    assert staff.post("/api/v1/loras/", lora | {"source": "local"}, format="json").status_code == 201
+    # The config a single file is read with is held to the same rules.
+    for config in ["/etc", "../../etc", "local/civitai.safetensors", 3]:
+        response = staff.patch("/api/v1/models/civitai/", {"metadata": {"config": config}}, format="json")
+        assert response.status_code == 400 and list(response.json()["errors"]) == ["metadata"], config
+    assert DLModel.objects.get(name="civitai").metadata == {"config": "local/ckpt"}
