@@ -12,7 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from common.exceptions import ConflictError, LimitReachedError, UnavailableError
@@ -20,7 +20,7 @@ from dataset_domain.images import image_check
 from dataset_domain.models import Dataset
 from image_model_domain.caching import job_forget
 from image_model_domain.events import event_publish, events_forget, final_event, positions_publish, queue_position
-from image_model_domain.models import ACTIVE_STATUSES, DLModel, GenerationJob, JobKind, JobStatus
+from image_model_domain.models import ACTIVE_STATUSES, DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
 from image_model_domain.seeds import random_diffusion_plan, seed_resolve
 from services.steps import denoising_steps, strength_error
@@ -79,12 +79,18 @@ def job_enqueue(*, job: GenerationJob) -> None:
                 "nothing was kept, try again shortly."
             ) from error
         GenerationJob.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-        event_publish(job.pk, "queued", {"position": queue_position(job)})
+        # Counted once: the 202 answer (JobOutput) reads the position published here.
+        job.position = queue_position(job)
+        event_publish(job.pk, "queued", {"position": job.position})
         if job.attempts == 0:
             from config.metrics import JOBS_CREATED
 
             JOBS_CREATED.labels(job.kind).inc()
 
+    if job.attempts == 0:
+        # Never claimed since it was made or retried, so it has no images yet: the answer lists
+        # none without asking the database.
+        prefetch_related_objects([job], Prefetch("images", queryset=GeneratedImage.objects.none()))
     transaction.on_commit(publish)
 
 

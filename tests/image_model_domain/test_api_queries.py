@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from image_model_domain.events import queue_position
-from image_model_domain.models import GenerationJob
+from image_model_domain.models import DLModel, GenerationJob
 from tests.image_model_domain.test_api_library import make_job
 
 # Model lookup; BEGIN, advisory lock, cap count, INSERT, COMMIT; then, once committed, the enqueue
@@ -22,6 +22,24 @@ BODY = {"prompt": "a lighthouse at dusk", "model": "tiny-sd-a", "steps": 20}
 
 def statements(context: CaptureQueriesContext) -> list[str]:
     return [query["sql"] for query in context.captured_queries]
+
+
+@pytest.mark.django_db(transaction=True)  # commits for real, so the enqueue runs as in production
+def test_a_submit_costs_a_fixed_number_of_queries_and_answers_what_a_read_of_the_job_answers() -> None:
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    api = APIClient()
+    assert api.post("/api/v1/generations/", BODY, format="json").status_code == 202  # one job ahead
+
+    with CaptureQueriesContext(connection) as context:
+        response = api.post("/api/v1/generations/", BODY, format="json")
+
+    assert response.status_code == 202, response.content
+    assert len(context.captured_queries) <= QUERIES_PER_SUBMIT, "\n".join(statements(context))
+    counts = [sql for sql in statements(context) if sql.startswith("SELECT COUNT(*)")]
+    assert len(counts) == 2  # the submitter's cap, and the position: not counted again for the answer
+    body = response.json()
+    assert body["position"] == 2 and body["images"] == []
+    assert body == api.get(f"/api/v1/jobs/{body['id']}/").json()  # no re-read was needed to answer
 
 
 def queued_job(owner: object, minutes_ago: int) -> GenerationJob:

@@ -11,7 +11,8 @@ from image_model_domain.models import GenerationJob
 
 
 def accepted(request: Request, job: GenerationJob) -> Response:
-    job = GenerationJob.objects.select_related("model", "owner").get(pk=job.pk)
+    """Answers with the job as the domain function returned it, not read again: its model and owner
+    are loaded, job_enqueue recorded the queue position it published and that a new job has no images."""
     response = Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
     response["Location"] = request.build_absolute_uri(f"/api/v1/jobs/{job.pk}/")
     return response
