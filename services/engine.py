@@ -15,7 +15,7 @@ from services.accel import AccelOptions, lora_compatible
 from services.devices import free_memory, is_out_of_memory, resolve_device
 from services.loras import LoraCache
 from services.pipelines import PipelineRegistry, ResidentModel
-from services.prompts import encode_in_windows, needs_windows, window_count
+from services.prompts import encode_in_windows, encode_in_windows_xl, needs_windows, window_count
 from services.schedulers import scheduler_create
 from services.steps import denoising_steps
 from services.types import (
@@ -49,6 +49,11 @@ def library_versions() -> dict[str, str]:
     import transformers
 
     return {"diffusers": diffusers.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def _tokenizers(pipe: Any) -> list[Any]:
+    """The pipeline's tokenizers: one for SD 1.x/2.x, two for SDXL."""
+    return [tokenizer for tokenizer in (pipe.tokenizer, getattr(pipe, "tokenizer_2", None)) if tokenizer is not None]
 
 
 class DiffusersProcessor:
@@ -104,11 +109,11 @@ class DiffusersProcessor:
 
     @staticmethod
     def _windows_of(resident: ResidentModel) -> Callable[[ImageTask], int]:
-        """How many 75-token prompt windows an item needs (1 for SDXL, whose prompts are not windowed)."""
-        tokenizer = resident.text2img.tokenizer
-        if resident.spec.family == "sdxl":
-            return lambda item: 1
-        return lambda item: max(window_count(tokenizer, item.prompt), window_count(tokenizer, item.negative_prompt))
+        """How many 75-token prompt windows an item needs (by the longest of its tokenizers' counts)."""
+        tokenizers = _tokenizers(resident.text2img)
+        return lambda item: max(
+            window_count(tokenizer, text) for tokenizer in tokenizers for text in (item.prompt, item.negative_prompt)
+        )
 
     @staticmethod
     def _batches(
@@ -222,12 +227,14 @@ class DiffusersProcessor:
         """Prompts as text, or, when one is longer than CLIP's 77 tokens, as embeddings of 75-token windows."""
         prompts = [item.prompt for item in batch]
         negative = [item.negative_prompt for item in batch]
-        if resident.spec.family == "sdxl" or not needs_windows(pipe.tokenizer, prompts + negative):
+        if not any(needs_windows(tokenizer, prompts + negative) for tokenizer in _tokenizers(pipe)):
             return {"prompt": prompts, "negative_prompt": negative}
+        lora_scale = request.lora_scale if request.loras else None
+        if resident.spec.family == "sdxl":
+            with torch.inference_mode():
+                return encode_in_windows_xl(pipe, prompts, negative, lora_scale=lora_scale)
         with torch.inference_mode():
-            embeds, negative_embeds = encode_in_windows(
-                pipe, prompts, negative, lora_scale=request.lora_scale if request.loras else None
-            )
+            embeds, negative_embeds = encode_in_windows(pipe, prompts, negative, lora_scale=lora_scale)
         return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
 
     @staticmethod

@@ -13,6 +13,7 @@ from PIL import Image
 from devtools.sdxl import XL_SHAPES, build_xl_checkpoint, build_xl_lora
 from services.engine import DiffusersProcessor, EngineConfig
 from services.pngmeta import png_bytes, read_recipe
+from services.prompts import encode_in_windows_xl, needs_windows
 from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec
 
 RES = XL_SHAPES["tiny"].resolution
@@ -114,3 +115,38 @@ def test_float16_decodes_in_float32_where_the_vae_asks_for_it(xl: dict[str, str]
         DiffusersProcessor(EngineConfig(device="cpu")), GenerationRequest(model=spec(xl), items=items(), steps=2)
     )
     assert np.abs(pixels(text.image) - pixels(full[0].image)).mean() < 3  # float16 draws the float32 picture
+
+
+LONG = ", ".join(f"a red fox number {n} in the snow" for n in range(12))  # well past 77 tokens
+
+
+def test_a_short_prompt_encodes_exactly_as_diffusers_does(xl: dict[str, str], processor: DiffusersProcessor) -> None:
+    pipe = processor.pipelines.get(spec(xl))[0].text2img
+    prompts, negative = ["a lighthouse at dusk", "a fox"], ["blurry", ""]
+    with torch.inference_mode():
+        ours = encode_in_windows_xl(pipe, prompts, negative)
+        theirs = pipe.encode_prompt(prompts, device="cpu", negative_prompt=negative)
+    names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+    for name, expected in zip(names, theirs, strict=True):
+        torch.testing.assert_close(ours[name], expected, rtol=0, atol=1e-6)
+
+
+def items_of(*prompts: str) -> list[ImageTask]:
+    return [ImageTask(prompt=prompt, seed=7, width=RES, height=RES, meta={"index": 0}) for prompt in prompts]
+
+
+def test_tokens_after_the_77th_change_an_sdxl_image(xl: dict[str, str], processor: DiffusersProcessor) -> None:
+    pipe = processor.pipelines.get(spec(xl))[0].text2img
+    ending_a, ending_b = LONG + ", oil painting of a castle", LONG + ", pencil sketch of a harbour"
+    assert needs_windows(pipe.tokenizer_2, [ending_a])
+
+    def truncated(prompt: str) -> np.ndarray:  # diffusers alone cuts both prompts to the same 77 tokens
+        generator = torch.Generator("cpu").manual_seed(7)
+        return pixels(pipe(prompt, num_inference_steps=2, generator=generator).images[0])
+
+    assert np.array_equal(truncated(ending_a), truncated(ending_b))
+    a, b = (
+        pixels(run(processor, GenerationRequest(model=spec(xl), items=[item], steps=2))[0].image)
+        for item in items_of(ending_a, ending_b)
+    )
+    assert (a != b).mean() > 0.2
