@@ -177,8 +177,7 @@ class PipelineRegistry:
                 options = replace(options, channels_last=self.device.type == "cuda")
         except ValueError as error:
             raise ModelUnavailable(f"Model {spec.name!r}: {error}") from error
-        if spec.family != "sdxl":
-            accel_apply(pipe, options)
+        accel_apply(pipe, options)
         revision = spec.revision or fingerprint(spec.source) or Path(str(pipe.config.get("_name_or_path", ""))).name
         return ResidentModel(
             spec=spec,

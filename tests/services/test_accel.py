@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from devtools.devmodels import build_checkpoint, build_lora
+from devtools.sdxl import build_xl_checkpoint, build_xl_lora
 from services.accel import AccelOptions
 from services.engine import DiffusersProcessor, EngineConfig
 from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec, ModelUnavailable
@@ -27,14 +28,20 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     build_checkpoint(root / "a", shape="tiny", seed=1)
     build_lora(root / "ink", shape="tiny", seed=11, weight_name="lora.safetensors")
-    return {"model": root / "a", "lora": root / "ink"}
+    build_xl_checkpoint(root / "xl", shape="tiny", seed=1)
+    build_xl_lora(root / "xl-ink", shape="tiny", seed=11, weight_name="lora.safetensors")
+    return {"model": root / "a", "lora": root / "ink", "xl-model": root / "xl", "xl-lora": root / "xl-ink"}
 
 
-def render(paths: dict[str, Path], accel: AccelOptions, *, lora: bool = False, overrides: tuple = ()) -> np.ndarray:
+def render(
+    paths: dict[str, Path], accel: AccelOptions, *, lora: bool = False, overrides: tuple = (), family: str = "sd1"
+) -> np.ndarray:
+    prefix = "xl-" if family == "sdxl" else ""
     processor = DiffusersProcessor(EngineConfig(accel=accel))
-    loras = (LoraSpec(name="ink", source=str(paths["lora"]), weight_name="lora.safetensors", scale=1.0),)
+    loras = (LoraSpec(name="ink", source=str(paths[prefix + "lora"]), weight_name="lora.safetensors", scale=1.0),)
+    model = ModelSpec(name="a", source=str(paths[prefix + "model"]), family=family, resolution=64, accel=overrides)
     request = GenerationRequest(
-        model=ModelSpec(name="a", source=str(paths["model"]), resolution=64, accel=overrides),
+        model=model,
         items=[ImageTask(prompt="a red fox", seed=s, width=64, height=64, meta={"index": s}) for s in (3, 4)],
         steps=4,
         loras=loras if lora else (),
@@ -71,6 +78,17 @@ def test_each_acceleration_keeps_the_pixels_with_and_without_a_lora(paths, plain
     with_lora = render(paths, options, lora=True)
     assert_same_pixels(with_lora, plain["lora"])
     assert np.abs(with_lora - plain["base"]).mean() > 2
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_accelerations_keep_an_sdxl_models_pixels_with_and_without_a_lora(paths) -> None:  # noqa: ANN001
+    plain = AccelOptions(attention="sdpa", channels_last=False)
+    every = AccelOptions(attention="eager", channels_last=True, fuse_qkv=True)
+    base = render(paths, plain, family="sdxl")
+    assert_same_pixels(render(paths, every, family="sdxl"), base)
+    with_lora = render(paths, every, lora=True, family="sdxl")
+    assert_same_pixels(with_lora, render(paths, plain, lora=True, family="sdxl"))
+    assert np.abs(with_lora - base).mean() > 2
 
 
 def test_a_models_metadata_overrides_the_worker_options(paths) -> None:  # noqa: ANN001

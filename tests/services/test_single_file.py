@@ -3,12 +3,10 @@ diffusers directory draws."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from devtools.devmodels import build_checkpoint
 from devtools.sdxl import build_xl_checkpoint
@@ -16,13 +14,7 @@ from devtools.singlefile import write_single_file
 from services.engine import DiffusersProcessor, EngineConfig
 from services.types import GenerationRequest, ImageTask, ModelSpec, ModelUnavailable
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; on a busy 2-core machine a second OpenMP thread only spins
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
