@@ -67,11 +67,25 @@ def lora_specs() -> dict[str, LoraSpec]:
 
 
 def text_request(spec: ModelSpec, loras: tuple[LoraSpec, ...] = (), *, seed: int = SEED) -> GenerationRequest:
-    """One 128x128 text-to-image image: exactly what job_create_generation's job runs in the worker."""
-    from services.types import GenerationRequest, ImageTask
+    """One 128x128 text-to-image image: the request a worker builds for job_create_generation's job."""
+    from image_model_domain.jobs import generation_plan, generation_request
+    from image_model_domain.models import GenerationJob, JobKind
+    from tasks.specs import job_requests
 
-    item = ImageTask(prompt=PROMPT, seed=seed, width=SIZE, height=SIZE, meta={"index": 0})
-    return GenerationRequest(model=spec, items=[item], steps=STEPS, scheduler=SCHEDULER, loras=loras)
+    _, request = generation_request(
+        model_name=spec.name,
+        prompt=PROMPT,
+        steps=STEPS,
+        width=SIZE,
+        height=SIZE,
+        scheduler=SCHEDULER,
+        loras=[{"name": lora.name, "scale": lora.scale} for lora in loras],
+    )
+    job = GenerationJob(
+        kind=JobKind.TEXT_TO_IMAGE, params={**request, **generation_plan(seed=seed, num_images=1)}, seed=seed
+    )
+    (generation,) = job_requests(job)
+    return generation
 
 
 def timed(processor: DiffusersProcessor, request: GenerationRequest, outputs: list | None = None) -> float:

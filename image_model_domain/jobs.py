@@ -22,7 +22,7 @@ from image_model_domain.caching import job_forget
 from image_model_domain.events import event_publish, events_forget, final_event, positions_publish, queue_position
 from image_model_domain.models import ACTIVE_STATUSES, DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
-from image_model_domain.seeds import random_diffusion_plan, seed_resolve
+from image_model_domain.seeds import image_seed, random_diffusion_plan, seed_resolve
 from services.steps import denoising_steps, strength_error
 
 logger = logging.getLogger(__name__)
@@ -167,6 +167,60 @@ def _resolve_loras(model: DLModel, loras: list[dict[str, Any]]) -> list[dict[str
     return resolved
 
 
+def generation_request(
+    *,
+    model_name: str | None,
+    prompt: str,
+    negative_prompt: str = "",
+    num_images: int = 1,
+    steps: int = 25,
+    guidance_scale: float = 7.5,
+    width: int | None = None,
+    height: int | None = None,
+    scheduler: str | None = None,
+    loras: list[dict[str, Any]] | None = None,
+    lora_scale: float = 1.0,
+    strength: float | None = None,
+    preview: bool = False,
+) -> tuple[DLModel, dict[str, Any]]:
+    """A generation request checked and with its defaults filled in; strength None: text-to-image."""
+    model = dlmodel_get_enabled(name=model_name) if model_name else dlmodel_default()
+    scheduler = scheduler or model.default_scheduler
+    if scheduler not in SCHEDULERS:
+        raise ValidationError({"scheduler": f"Unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}."})
+    width = width or model.resolution
+    height = height or model.resolution
+    for field, value in (("width", width), ("height", height)):
+        if value % 8:
+            raise ValidationError({field: f"{field} must be a multiple of 8, got {value}."})
+    if strength is not None and (error := strength_error(steps, strength)):
+        raise ValidationError({"strength": error})
+    return model, {
+        "model": model.name,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "num_images": num_images,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "width": width,
+        "height": height,
+        "scheduler": scheduler,
+        "loras": _resolve_loras(model, loras or []),
+        "lora_scale": lora_scale,
+        "strength": strength,
+        "preview": preview,
+    }
+
+
+def generation_plan(*, seed: int, num_images: int) -> dict[str, Any]:
+    """What a generation job adds to its validated request so the worker runs it as decided now.
+
+    Image i's seed is the request seed + i; images run DIFFUSION_BATCH_SIZE to a batch (batching
+    never changes pixels). Rows made before these keys were written are read by tasks/specs.py.
+    """
+    return {"batch_size": settings.DIFFUSION_BATCH_SIZE, "seeds": [image_seed(seed, i) for i in range(num_images)]}
+
+
 def job_create_generation(
     *,
     owner: AbstractBaseUser | None,
@@ -190,47 +244,38 @@ def job_create_generation(
     preview: bool = False,
 ) -> GenerationJob:
     """Text-to-image, or image-to-image when an init image is given."""
-    model = dlmodel_get_enabled(name=model_name) if model_name else dlmodel_default()
-    scheduler = scheduler or model.default_scheduler
-    if scheduler not in SCHEDULERS:
-        raise ValidationError({"scheduler": f"Unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}."})
-    width = width or model.resolution
-    height = height or model.resolution
-    for field, value in (("width", width), ("height", height)):
-        if value % 8:
-            raise ValidationError({field: f"{field} must be a multiple of 8, got {value}."})
+    model, request = generation_request(
+        model_name=model_name,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        num_images=num_images,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        width=width,
+        height=height,
+        scheduler=scheduler,
+        loras=loras,
+        lora_scale=lora_scale,
+        strength=strength if init_image is not None else None,
+        preview=preview,
+    )
     kind = JobKind.IMAGE_TO_IMAGE if init_image is not None else JobKind.TEXT_TO_IMAGE
-    if init_image is not None and (error := strength_error(steps, strength)):
-        raise ValidationError({"strength": error})
-    params: dict[str, Any] = {
-        "model": model.name,
-        "prompt": prompt,
-        "negative_prompt": negative_prompt,
-        "num_images": num_images,
-        "steps": steps,
-        "guidance_scale": guidance_scale,
-        "width": width,
-        "height": height,
-        "scheduler": scheduler,
-        "loras": _resolve_loras(model, loras or []),
-        "lora_scale": lora_scale,
-        "strength": strength if init_image is not None else None,
-        "preview": preview,
-    }
     checked = image_check(init_image, field="init_image") if init_image is not None else None
     request_hash = _request_hash(
-        {**params, "seed": seed, "webhook_url": webhook_url}, (checked.sha256 if checked else "").encode()
+        {**request, "seed": seed, "webhook_url": webhook_url}, (checked.sha256 if checked else "").encode()
     )
     existing = _existing_for_key(owner, idempotency_key, request_hash)
     if existing is not None:
         return existing
+    seed = seed_resolve(seed)
+    params = {**request, **generation_plan(seed=seed, num_images=num_images)}
     with transaction.atomic():
         _check_queue_cap(owner, client_ip)
         job = GenerationJob(
             kind=kind,
             owner=owner,
             params=params,
-            seed=seed_resolve(seed),
+            seed=seed,
             model=model,
             queue=job_queue_for([model.name]),
             images_expected=num_images,
@@ -310,6 +355,9 @@ def job_create_random_diffusion(
         return existing
     resolved_seed = seed_resolve(seed)
     plan = random_diffusion_plan(seed=resolved_seed, images=images, prompts=prompt_list, models=models)
+    defaults = dict(DLModel.objects.filter(name__in=models).values_list("name", "default_scheduler"))
+    for item in plan:  # each image's whole recipe is decided here; the worker re-defaults nothing
+        item["scheduler"] = scheduler or defaults[item["model"]]
     params = {**request, "items": plan}
     with transaction.atomic():
         _check_queue_cap(owner, client_ip)

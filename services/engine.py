@@ -23,10 +23,12 @@ from services.types import (
     Cancelled,
     GenerationRequest,
     ImageTask,
+    LoraUse,
     ModelSpec,
     OutOfMemory,
     Output,
     PreviewCallback,
+    Recipe,
     RunStats,
     StepCallback,
 )
@@ -251,29 +253,28 @@ class DiffusersProcessor:
         except Exception:
             logger.exception("preview of %s failed", resident.spec.name)
 
-    def _recipe(
-        self, resident: ResidentModel, request: GenerationRequest, item: ImageTask, image: Any
-    ) -> dict[str, Any]:
-        return {
-            "prompt": item.prompt,
-            "negative_prompt": item.negative_prompt,
-            "model": resident.spec.name,
-            "model_source": resident.spec.source,
-            "model_revision": resident.revision,
-            "loras": [{"name": lora.name, "scale": lora.scale} for lora in request.loras],
-            "lora_scale": request.lora_scale,
-            "scheduler": request.scheduler,
-            "steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "strength": request.strength if item.init_image is not None else None,
-            "init_image_sha256": item.init_image_sha256 if item.init_image is not None else None,
-            "width": image.width,
-            "height": image.height,
-            "seed": item.seed,
-            "dtype": str(resident.dtype).removeprefix("torch."),
-            "device": self.device.type,
-            "versions": self.versions,
-        }
+    def _recipe(self, resident: ResidentModel, request: GenerationRequest, item: ImageTask, image: Any) -> Recipe:
+        img2img = item.init_image is not None
+        return Recipe(
+            prompt=item.prompt,
+            negative_prompt=item.negative_prompt,
+            model=resident.spec.name,
+            model_source=resident.spec.source,
+            model_revision=resident.revision,
+            loras=tuple(LoraUse(name=lora.name, scale=lora.scale) for lora in request.loras),
+            lora_scale=request.lora_scale,
+            scheduler=request.scheduler,
+            steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            strength=request.strength if img2img else None,
+            init_image_sha256=item.init_image_sha256 if img2img else None,
+            width=image.width,
+            height=image.height,
+            seed=item.seed,
+            dtype=str(resident.dtype).removeprefix("torch."),
+            device=self.device.type,
+            versions=self.versions,
+        )
 
 
 _processor: DiffusersProcessor | None = None

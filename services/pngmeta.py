@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+if TYPE_CHECKING:
+    from services.types import Recipe
 
 RECIPE_KEY = "diffusion-server"
 
@@ -31,10 +34,11 @@ def parameters_line(recipe: dict[str, Any]) -> str:
     return f"{recipe['prompt']}\nNegative prompt: {recipe.get('negative_prompt', '')}\n{', '.join(parts)}"
 
 
-def png_bytes(image: Image.Image, recipe: dict[str, Any]) -> bytes:
+def png_bytes(image: Image.Image, recipe: Recipe) -> bytes:
+    data = recipe.as_dict()
     info = PngInfo()
-    info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True))
-    info.add_text("parameters", parameters_line(recipe))
+    info.add_text(RECIPE_KEY, json.dumps(data, sort_keys=True))
+    info.add_text("parameters", parameters_line(data))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class GenerationRequest:
     items: list[ImageTask]
     steps: int = 25
     guidance_scale: float = 7.5
-    strength: float = 0.75  # image-to-image only
+    strength: float | None = 0.75  # image-to-image only; a text-to-image job's plan holds None
     scheduler: str = "euler"
     loras: tuple[LoraSpec, ...] = ()
     lora_scale: float = 1.0
@@ -60,10 +60,46 @@ class GenerationRequest:
     preview_every: int = 0  # denoising steps between two previews; 0: none
 
 
+@dataclass(frozen=True)
+class LoraUse:
+    name: str
+    scale: float
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to replay one image; written into its PNG and onto its row."""
+
+    prompt: str
+    negative_prompt: str
+    model: str
+    model_source: str
+    model_revision: str | None
+    loras: tuple[LoraUse, ...]
+    lora_scale: float
+    scheduler: str
+    steps: int
+    guidance_scale: float
+    strength: float | None  # image-to-image only
+    init_image_sha256: str | None  # image-to-image only: the source file's
+    width: int
+    height: int
+    seed: int
+    dtype: str
+    device: str
+    versions: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the form stored in a PNG and read back by services.pngmeta.read_recipe."""
+        data = asdict(self)
+        data["loras"] = list(data["loras"])
+        return data
+
+
 @dataclass
 class Output:
     image: Image.Image
-    recipe: dict[str, Any]  # everything needed to replay the image
+    recipe: Recipe
     meta: dict[str, Any]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -14,14 +13,12 @@ from celery.signals import worker_process_init
 from django.conf import settings
 
 from config.logs import current_job
-from dataset_domain.models import DatasetImage
 from image_model_domain.lifecycle import ProgressReporter, job_claim, job_finish
-from image_model_domain.models import DLModel, GenerationJob, JobKind, JobStatus
-from image_model_domain.seeds import image_seed
+from image_model_domain.models import DLModel, GenerationJob, JobStatus
 from tasks import metrics
 from tasks.outage import DatabaseStillDown, database_wait
 from tasks.saving import ImageRecorder, SaveFailed
-from tasks.specs import lora_specs, model_spec, processor
+from tasks.specs import job_requests, model_spec, processor
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +83,7 @@ def job_run(job: GenerationJob) -> JobRun:
     batches: list[tuple[float, float]] = []
     status, error = JobStatus.SUCCEEDED, ""
     try:
-        for request in build_requests(job):
+        for request in job_requests(job):
             stats = processor().generate(
                 request, on_step=reporter.step, on_batch=recorder.save, on_preview=reporter.preview
             )
@@ -131,106 +128,6 @@ def job_run(job: GenerationJob) -> JobRun:
         what="recording the outcome",
     )
     return JobRun(status, error, inference_s, batches, recorder.saved)
-
-
-def build_requests(job: GenerationJob) -> list:
-    """One services request per model: the job's parameters, its seeds, its source images."""
-
-    from services.types import GenerationRequest, ImageTask
-
-    params = job.params
-    if job.kind == JobKind.RANDOM_DIFFUSION:
-        models = {model.name: model for model in DLModel.objects.filter(name__in={i["model"] for i in params["items"]})}
-        sources = DatasetImage.objects.in_bulk([item["source_image_id"] for item in params["items"]])
-        requests = []
-        for name in sorted({item["model"] for item in params["items"]}):
-            model = models.get(name)
-            if model is None:
-                raise LookupError(f"The model {name!r} is no longer registered.")
-            items = []
-            for item in (i for i in params["items"] if i["model"] == name):
-                source = sources.get(item["source_image_id"])
-                if source is None:
-                    raise LookupError(f"Source image {item['source_image_id']} was deleted from the dataset.")
-                init, sha256 = _open_source(source.image, model.resolution)
-                items.append(
-                    ImageTask(
-                        prompt=item["prompt"],
-                        negative_prompt=params["negative_prompt"],
-                        seed=item["seed"],
-                        width=init.width,
-                        height=init.height,
-                        init_image=init,
-                        init_image_sha256=sha256,
-                        meta={"index": item["index"], "source_image_id": source.pk},
-                    )
-                )
-            requests.append(
-                GenerationRequest(
-                    model=model_spec(model),
-                    items=items,
-                    steps=params["steps"],
-                    guidance_scale=params["guidance_scale"],
-                    strength=params["strength"],
-                    scheduler=params["scheduler"] or model.default_scheduler,
-                    batch_size=params["batch_size"],
-                    preview_every=preview_every(job),
-                )
-            )
-        return requests
-
-    model = DLModel.objects.filter(name=params["model"]).first()
-    if model is None:
-        raise LookupError(f"The model {params['model']!r} is no longer registered.")
-    init, sha256 = None, None
-    if job.init_image:
-        init, sha256 = _open_source(job.init_image, max(params["width"], params["height"]))
-    width, height = (init.width, init.height) if init else (params["width"], params["height"])
-    items = [
-        ImageTask(
-            prompt=params["prompt"],
-            negative_prompt=params["negative_prompt"],
-            seed=image_seed(job.seed, index),
-            width=width,
-            height=height,
-            init_image=init,
-            init_image_sha256=sha256,
-            meta={"index": index},
-        )
-        for index in range(params["num_images"])
-    ]
-    return [
-        GenerationRequest(
-            model=model_spec(model),
-            items=items,
-            steps=params["steps"],
-            guidance_scale=params["guidance_scale"],
-            strength=params["strength"] or 0.75,
-            scheduler=params["scheduler"],
-            loras=lora_specs(params["loras"]),
-            lora_scale=params["lora_scale"],
-            batch_size=params.get("batch_size") or settings.DIFFUSION_BATCH_SIZE,
-            preview_every=preview_every(job),
-        )
-    ]
-
-
-def _open_source(field, resolution: int):  # noqa: ANN001, ANN202
-    """A stored source image, ready for the model, and the SHA-256 of its file (recorded to replay it)."""
-    import io
-
-    from PIL import Image
-
-    from services.images import prepare_source
-
-    with field.open("rb") as handle:
-        data = handle.read()
-    with Image.open(io.BytesIO(data)) as image:
-        return prepare_source(image, resolution), hashlib.sha256(data).hexdigest()
-
-
-def preview_every(job: GenerationJob) -> int:
-    return settings.PREVIEW_EVERY_STEPS if job.params.get("preview") else 0
 
 
 @worker_process_init.connect

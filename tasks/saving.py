@@ -11,7 +11,6 @@ image, and stops the run at its next batch.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -19,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.files.base import ContentFile
 from django.db import connection
 
 from config.logs import current_job
-from image_model_domain.models import DLModel, GeneratedImage, GenerationJob
+from image_model_domain.images import generated_image_create
+from image_model_domain.models import GeneratedImage, GenerationJob
 from tasks.outage import database_wait
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ class ImageRecorder:
         self.job = job
         self.seconds = 0.0
         self.saved: list[SavedBatch] = []
-        self.models = {model.name: model for model in DLModel.objects.all()}
         self._queue: queue.Queue | None = queue.Queue(maxsize=queue_depth) if queue_depth > 0 else None
         self._thread: threading.Thread | None = None
         self._failure: SaveFailed | None = None
@@ -114,32 +112,15 @@ class ImageRecorder:
     def _store_one(self, output: Any) -> GeneratedImage:
         from services.pngmeta import png_bytes
 
-        data = png_bytes(output.image, output.recipe)
-        recipe = output.recipe
-        image = GeneratedImage(
-            job=self.job,
-            index=output.meta["index"],
-            prompt=recipe["prompt"],
-            negative_prompt=recipe["negative_prompt"],
-            model=self.models.get(recipe["model"]),
-            model_name=recipe["model"],
-            loras=recipe["loras"],
-            lora_scale=recipe["lora_scale"],
-            source_image_id=output.meta.get("source_image_id"),
-            source_sha256=recipe.get("init_image_sha256") or "",
-            seed=recipe["seed"],
-            scheduler=recipe["scheduler"],
-            steps=recipe["steps"],
-            guidance_scale=recipe["guidance_scale"],
-            strength=recipe["strength"],
-            width=recipe["width"],
-            height=recipe["height"],
-            sha256=hashlib.sha256(data).hexdigest(),
+        png = png_bytes(output.image, output.recipe)
+        # A database blip is waited out; each try leaves either the file and its row or neither.
+        return database_wait(
+            lambda: generated_image_create(
+                job=self.job,
+                index=output.meta["index"],
+                recipe=output.recipe,
+                png=png,
+                source_image_id=output.meta.get("source_image_id"),
+            ),
+            what="recording an image",
         )
-        image.file.save(f"{self.job.pk}-{output.meta['index']:04d}.png", ContentFile(data), save=False)
-        try:
-            database_wait(image.save, what="recording an image")  # a database blip is waited out
-        except Exception:
-            image.file.storage.delete(image.file.name)  # no file without its row (e.g. the job was deleted)
-            raise
-        return image

@@ -65,7 +65,7 @@ def test_img2img_shares_the_text_to_image_modules(checkpoints: dict[str, str]) -
 def test_every_named_scheduler_runs(checkpoints: dict[str, str], scheduler: str) -> None:
     processor = DiffusersProcessor(EngineConfig())
     (output,) = run(processor, GenerationRequest(model=spec(checkpoints), items=items(), steps=3, scheduler=scheduler))
-    assert output.image.size == (64, 64) and output.recipe["scheduler"] == scheduler
+    assert output.image.size == (64, 64) and output.recipe.scheduler == scheduler
     assert np.asarray(output.image).std() > 0
 
 

@@ -11,8 +11,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
-from image_model_domain.seeds import image_seed, seed_resolve
+from image_model_domain.jobs import generation_plan, generation_request
+from image_model_domain.models import GenerationJob, JobKind
+from image_model_domain.registry import SCHEDULERS
+from image_model_domain.seeds import seed_resolve
 
 
 def lora_argument(value: str) -> tuple[str, float | None]:
@@ -51,68 +53,49 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from PIL import Image
+        from django.core.files import File
         from tqdm import tqdm
 
-        from services.images import prepare_source
         from services.pngmeta import png_bytes
-        from services.types import GenerationRequest, ImageTask, LoraSpec
-        from tasks.specs import model_spec, processor, resolve_source
+        from services.steps import denoising_steps
+        from tasks.specs import job_requests, processor
 
+        init_path = options["init_image"]
         try:
-            model = dlmodel_get_enabled(name=options["model"]) if options["model"] else dlmodel_default()
-            adapters = [(lora_get_for_model(name=name, model=model), scale) for name, scale in options["lora"]]
-        except ValidationError as error:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
-        width, height = options["width"] or model.resolution, options["height"] or model.resolution
-        init = None
-        if options["init_image"]:
-            with Image.open(options["init_image"]) as image:
-                init = prepare_source(image, max(width, height))
-            width, height = init.size
-        seed = seed_resolve(options["seed"])
-        items = [
-            ImageTask(
+            model, request = generation_request(
+                model_name=options["model"],
                 prompt=options["prompt"],
                 negative_prompt=options["negative_prompt"],
-                seed=image_seed(seed, i),
-                width=width,
-                height=height,
-                init_image=init,
-                meta={"index": i},
+                num_images=options["num_images"],
+                steps=options["steps"],
+                guidance_scale=options["guidance_scale"],
+                width=options["width"],
+                height=options["height"],
+                scheduler=options["scheduler"],
+                loras=[{"name": name, "scale": scale} for name, scale in options["lora"]],
+                lora_scale=options["lora_scale"],
+                strength=options["strength"] if init_path else None,
             )
-            for i in range(options["num_images"])
-        ]
-        request = GenerationRequest(
-            model=model_spec(model),
-            items=items,
-            steps=options["steps"],
-            guidance_scale=options["guidance_scale"],
-            strength=options["strength"],
-            scheduler=options["scheduler"] or model.default_scheduler,
-            loras=tuple(
-                LoraSpec(
-                    name=a.name,
-                    source=resolve_source(a.source),
-                    weight_name=a.weight_name,
-                    scale=a.default_scale if scale is None else scale,
-                )
-                for a, scale in adapters
-            ),
-            lora_scale=options["lora_scale"],
-            batch_size=options["batch_size"],
-        )
-        steps_total = len(items) * (int(options["steps"] * options["strength"]) if init else options["steps"])
+        except ValidationError as error:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())) from None
+        seed = seed_resolve(options["seed"])
+        plan = {**request, **generation_plan(seed=seed, num_images=options["num_images"])}
+        # The job a worker would run, never saved: its requests are exactly what a worker builds.
+        job = GenerationJob(kind=JobKind.TEXT_TO_IMAGE, params={**plan, "batch_size": options["batch_size"]}, seed=seed)
+        if init_path:
+            job.kind, job.init_image = JobKind.IMAGE_TO_IMAGE, File(init_path.open("rb"), name=init_path.name)
+        (generation,) = job_requests(job)
+        steps_total = len(generation.items) * denoising_steps(plan["steps"], plan["strength"])
         written = []
         with tqdm(total=steps_total, unit="step", desc=model.name) as bar:
 
             def on_batch(outputs: list) -> None:
                 for output in outputs:
-                    path = self._path(options["output"], output.meta["index"], len(items))
+                    path = self._path(options["output"], output.meta["index"], len(generation.items))
                     path.write_bytes(png_bytes(output.image, output.recipe))
-                    written.append((path, output.recipe["seed"]))
+                    written.append((path, output.recipe.seed))
 
-            stats = processor().generate(request, on_step=lambda n: bar.update(n) or True, on_batch=on_batch)
+            stats = processor().generate(generation, on_step=lambda n: bar.update(n) or True, on_batch=on_batch)
         for path, image_seed_used in written:
             self.stdout.write(f"{path} (seed {image_seed_used})")
         self.stdout.write(f"load {stats.load_s:.2f}s, inference {stats.inference_s:.2f}s")
