@@ -79,7 +79,7 @@ def test_image_to_image_keeps_the_source_size_and_shares_the_modules(
 ) -> None:
     source = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     (output,) = run(processor, GenerationRequest(model=spec(xl), items=items(init=source), steps=4, strength=0.5))
-    assert output.image.size == (64, 48) and output.recipe["strength"] == 0.5
+    assert output.image.size == (64, 48) and output.recipe.strength == 0.5
     resident, _ = processor.pipelines.get(spec(xl))
     assert resident.img2img.unet is resident.text2img.unet
     assert resident.img2img.text_encoder_2 is resident.text2img.text_encoder_2
@@ -101,7 +101,7 @@ def test_float16_decodes_in_float32_where_the_vae_asks_for_it(xl: dict[str, str]
     assert decoded == [torch.float32, torch.float32]
     assert resident.text2img.vae.dtype == torch.float16  # cast back after decoding: the memory stays halved
     assert resident.text2img.unet.dtype == torch.float16
-    assert text.recipe["dtype"] == "float16" and text.image.size == image.image.size == (RES, RES)
+    assert text.recipe.dtype == "float16" and text.image.size == image.image.size == (RES, RES)
     full = run(
         DiffusersProcessor(EngineConfig(device="cpu")), GenerationRequest(model=spec(xl), items=items(), steps=2)
     )
