@@ -45,7 +45,7 @@ def test_an_sdxl_job_makes_a_png_of_its_size_and_its_lora_changes_it(celery_work
     call_command("build_dev_models", shape=["tiny-xl"], stdout=io.StringIO())
     lora = [{"name": "tiny-sdxl-lora", "scale": 1.0}]
     jobs = [
-        job_create_generation(owner=None, model_name="tiny-sdxl", prompt="a red fox", steps=3, seed=5, **extra)
+        job_create_generation(owner=None, model_name="tiny-sdxl", prompt="a red fox", steps=2, seed=5, **extra)
         for extra in ({"width": 96, "height": 64}, {"width": 96, "height": 64, "loras": lora})
     ]
     (base, base_recipe), (styled, styled_recipe) = (png_of(finished(job, celery_worker)) for job in jobs)
@@ -73,7 +73,7 @@ def test_a_single_file_checkpoint_registered_through_the_api_draws_its_directory
     response = staff.post("/api/v1/models/", body, format="json")
     assert response.status_code == 201, response.content
     jobs = [
-        job_create_generation(owner=None, model_name=name, prompt="a red fox", steps=3, seed=11)
+        job_create_generation(owner=None, model_name=name, prompt="a red fox", steps=2, seed=11)
         for name in ("tiny-sd-a-single", "tiny-sd-a")
     ]
     (single, single_recipe), (directory, _) = (png_of(finished(job, celery_worker)) for job in jobs)
