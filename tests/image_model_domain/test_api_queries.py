@@ -14,8 +14,8 @@ from image_model_domain.events import queue_position
 from image_model_domain.models import DLModel, GenerationJob
 from tests.image_model_domain.test_api_library import make_job
 
-# Model lookup; BEGIN, advisory lock, cap count, INSERT, COMMIT; then, once committed, the enqueue
-# time and the queue position (counted once, for the event and the answer alike).
+# Model lookup; BEGIN, advisory lock, cap count, INSERT, enqueue time, COMMIT; then, once committed,
+# the queue position (counted once, for the event and the answer alike).
 QUERIES_PER_SUBMIT = 8
 BODY = {"prompt": "a lighthouse at dusk", "model": "tiny-sd-a", "steps": 20}
 
@@ -35,6 +35,8 @@ def test_a_submit_costs_a_fixed_number_of_queries_and_answers_what_a_read_of_the
 
     assert response.status_code == 202, response.content
     assert len(context.captured_queries) <= QUERIES_PER_SUBMIT, "\n".join(statements(context))
+    assert statements(context).count("COMMIT") == 1  # one commit (one WAL flush) per submit
+    assert all(sql.startswith("SELECT") for sql in statements(context)[statements(context).index("COMMIT") + 1 :])
     counts = [sql for sql in statements(context) if sql.startswith("SELECT COUNT(*)")]
     assert len(counts) == 2  # the submitter's cap, and the position: not counted again for the answer
     body = response.json()
