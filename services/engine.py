@@ -226,15 +226,23 @@ class DiffusersProcessor:
     def _prompts(
         resident: ResidentModel, pipe: Any, request: GenerationRequest, batch: list[ImageTask]
     ) -> dict[str, Any]:
-        """Prompts as text, or, when one is longer than CLIP's 77 tokens, as embeddings of 75-token windows."""
+        """Prompts as text, or, when one is longer than CLIP's 77 tokens (or an SDXL negative prompt is empty), as
+        embeddings (of 75-token windows)."""
         prompts = [item.prompt for item in batch]
         negative = [item.negative_prompt for item in batch]
-        if not any(needs_windows(tokenizer, prompts + negative) for tokenizer in _tokenizers(pipe)):
+        # SDXL-base was trained with zeros for an empty negative prompt (force_zeros_for_empty_prompt); diffusers
+        # applies it only to a whole batch without negative prompts, so the service zeroes them itself, per image.
+        zero_negatives = resident.spec.family == "sdxl" and "" in negative
+        zero_negatives = zero_negatives and bool(resident.text2img.config.get("force_zeros_for_empty_prompt"))
+        windows = any(needs_windows(tokenizer, prompts + negative) for tokenizer in _tokenizers(pipe))
+        if not windows and not zero_negatives:
             return {"prompt": prompts, "negative_prompt": negative}
         lora_scale = request.lora_scale if request.loras else None
         if resident.spec.family == "sdxl":
             with torch.inference_mode():
-                return encode_in_windows_xl(pipe, prompts, negative, lora_scale=lora_scale)
+                return encode_in_windows_xl(
+                    pipe, prompts, negative, lora_scale=lora_scale, zero_empty_negatives=zero_negatives
+                )
         with torch.inference_mode():
             embeds, negative_embeds = encode_in_windows(pipe, prompts, negative, lora_scale=lora_scale)
         return {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}

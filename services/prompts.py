@@ -64,10 +64,19 @@ def encode_in_windows(
 
 
 def encode_in_windows_xl(
-    pipe: Any, prompts: list[str], negative_prompts: list[str], *, lora_scale: float | None = None
+    pipe: Any,
+    prompts: list[str],
+    negative_prompts: list[str],
+    *,
+    lora_scale: float | None = None,
+    zero_empty_negatives: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The four embeddings a Stable Diffusion XL pipeline takes (prompt_embeds, negative_prompt_embeds and their
-    pooled forms), any prompt length."""
+    pooled forms), any prompt length.
+
+    zero_empty_negatives: an empty negative prompt is all zeros rather than the encoding of "", per image; what
+    diffusers does for a whole batch without negative prompts where the model's config says
+    force_zeros_for_empty_prompt (SDXL-base does: it was trained so)."""
     encoders = ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))
     pairs = [(tokenizer, encoder) for tokenizer, encoder in encoders if encoder is not None]
     texts = [*prompts, *negative_prompts]
@@ -82,6 +91,10 @@ def encode_in_windows_xl(
         if output[0].ndim == 2:  # the projected pooled output (CLIPTextModelWithProjection), one per window
             pooled = output[0].reshape(len(texts), count, -1)[:, 0]
     hidden = torch.cat(states, dim=-1).to(dtype=pipe.text_encoder_2.dtype)
+    if zero_empty_negatives:
+        keep = torch.tensor([True] * len(prompts) + [text != "" for text in negative_prompts], device=hidden.device)
+        hidden = hidden * keep[:, None, None].to(hidden.dtype)
+        pooled = pooled * keep[:, None].to(pooled.dtype)
     split = len(prompts)
     return {
         "prompt_embeds": hidden[:split],

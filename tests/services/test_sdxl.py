@@ -141,3 +141,31 @@ def test_tokens_after_the_77th_change_an_sdxl_image(xl: dict[str, str], processo
         for item in items_of(ending_a, ending_b)
     )
     assert (a != b).mean() > 0.2
+
+
+def test_an_empty_negative_prompt_is_the_zeros_sdxl_was_trained_with(
+    xl: dict[str, str], processor: DiffusersProcessor
+) -> None:
+    pipe = processor.pipelines.get(spec(xl))[0].text2img
+    assert pipe.config.force_zeros_for_empty_prompt
+    with torch.inference_mode():
+        ours = encode_in_windows_xl(pipe, ["a fox", "a cat"], ["", "blurry"], zero_empty_negatives=True)
+        _, no_negative, _, no_negative_pooled = pipe.encode_prompt(["a fox"], device="cpu")
+        _, blurry, _, blurry_pooled = pipe.encode_prompt(["a cat"], device="cpu", negative_prompt=["blurry"])
+    assert not no_negative.any() and not no_negative_pooled.any()  # diffusers' zeros without a negative prompt
+    torch.testing.assert_close(ours["negative_prompt_embeds"], torch.cat([no_negative, blurry]), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        ours["negative_pooled_prompt_embeds"], torch.cat([no_negative_pooled, blurry_pooled]), rtol=0, atol=1e-6
+    )
+    # Through the service an empty negative prompt draws what diffusers draws without one, batched or alone.
+    generator = torch.Generator("cpu").manual_seed(7)
+    theirs = pipe("a fox", num_inference_steps=2, guidance_scale=7.5, width=RES, height=RES, generator=[generator])
+    theirs = pixels(theirs.images[0])
+    mixed = [
+        ImageTask(prompt="a fox", seed=7, width=RES, height=RES, meta={"index": 0}),
+        ImageTask(prompt="a cat", negative_prompt="blurry", seed=8, width=RES, height=RES, meta={"index": 1}),
+    ]
+    alone, _ = run(processor, GenerationRequest(model=spec(xl), items=mixed, steps=2, batch_size=1))
+    together, _ = run(processor, GenerationRequest(model=spec(xl), items=mixed, steps=2, batch_size=2))
+    assert np.abs(pixels(alone.image) - theirs).max() <= 1
+    assert np.abs(pixels(together.image) - pixels(alone.image)).max() <= 1
