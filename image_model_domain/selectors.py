@@ -95,7 +95,8 @@ def queue_entries(*, user: Any) -> list[QueueEntry]:
     """Running jobs, then queued ones in the order workers take them, that `user` may see.
 
     Every active job counts towards the estimates (the jobs ahead of yours may be anyone's); only
-    the visible ones are listed. Three queries, whatever the length of the queue.
+    the visible ones are listed. Four queries (recent timings, live workers, the queue, the listed
+    jobs' images), whatever the queue's length.
     """
     per_step = seconds_per_step()
     served = workers_by_queue()
