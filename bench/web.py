@@ -179,7 +179,7 @@ def sink_empty() -> None:
 def busy_workers(env: dict[str, str]) -> Iterator[None]:
     """BUSY_WORKERS worker processes, each running a long job on the bench queue."""
     from image_model_domain.jobs import job_cancel, job_create_generation
-    from image_model_domain.models import GenerationJob
+    from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
 
     workers = [
         Worker({**os.environ, **env, "LOG_LEVEL": "WARNING"}, QUEUE, ROOT / "var" / f"bench-web-{i}.log", f"web{i}")
@@ -201,8 +201,8 @@ def busy_workers(env: dict[str, str]) -> Iterator[None]:
         time.sleep(3)  # past the model load: generating
         yield
     finally:
-        for job in jobs:
-            job_cancel(job=GenerationJob.objects.get(pk=job.pk))
+        for job in GenerationJob.objects.filter(pk__in=[job.pk for job in jobs], status__in=ACTIVE_STATUSES):
+            job_cancel(job=job)  # a job that ended (one that failed, say) has nothing to cancel
         for worker in workers:
             worker.stop()
 
