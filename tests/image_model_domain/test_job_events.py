@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from PIL import Image
 from rest_framework.authtoken.models import Token
 
+from image_model_domain.events import events_forget, queue_position
 from image_model_domain.jobs import job_cancel, job_create_generation, job_delete
 from image_model_domain.models import GenerationJob
 from tests.conftest import ROOT, free_port, session_queue, wait_for_job, worker_env
@@ -217,6 +219,42 @@ def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models
     assert bad.status_code == 404  # ownership first: no hint that the job exists
     bad = requests.get(url, headers={**token_for(owner), "Last-Event-ID": "yesterday"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["errors"] == {"Last-Event-ID": ["An event id, like 1795438516944-0."]}
+
+
+def test_under_asgi_a_stream_that_redis_lost_is_served_from_the_row(asgi_server: str, dev_models) -> None:  # noqa: ANN001
+    waiting, done = generate(None), generate(None)  # no worker: both stay as the test leaves them
+    GenerationJob.objects.filter(pk=done.pk).update(status="succeeded", attempts=1, progress_step=8, progress_total=8)
+    for job in (waiting, done):
+        events_forget(job.pk)  # Redis restarted empty
+
+    first = stream(asgi_server, waiting, {}, stop=lambda event: True)
+    assert [(event["event"], event["data"]) for event in first] == [("queued", {"position": queue_position(waiting)})]
+    assert [(event["event"], event["data"]) for event in stream(asgi_server, done, {})] == [
+        ("started", {"attempt": 1, "total": 8}),
+        ("progress", {"step": 8, "total": 8}),
+        ("finished", {"status": "succeeded", "error": ""}),
+    ]
+    job_cancel(job=GenerationJob.objects.get(pk=waiting.pk))
+
+
+def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: str, dev_models) -> None:  # noqa: ANN001
+    # Each request runs on a new thread under ASGI: a read of the job there would start a PostgreSQL backend per
+    # stream. The job is read on the web process's lookup thread, whose connection stays.
+    job = generate(None)
+    GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error="Cancelled before it started.")
+    stream(asgi_server, job, {})  # the lookup thread's connection, if it had none yet
+
+    def sessions() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            return cursor.fetchone()[0]
+
+    before = sessions()
+    for _ in range(5):
+        assert stream(asgi_server, job, {})[-1]["event"] == "cancelled"
+    time.sleep(1.5)  # a backend's counts reach the statistics when it ends, or within a second
+    assert sessions() - before == 0
 
 
 def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(
