@@ -221,8 +221,11 @@ def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models
     assert bad.status_code == 400 and bad.json()["errors"] == {"Last-Event-ID": ["An event id, like 1795438516944-0."]}
 
 
-def test_under_asgi_a_stream_that_redis_lost_is_served_from_the_row(asgi_server: str, dev_models) -> None:  # noqa: ANN001
-    waiting, done = generate(None), generate(None)  # no worker: both stay as the test leaves them
+def test_under_asgi_a_stream_that_redis_lost_is_served_from_the_row(asgi_server: str, settings, dev_models) -> None:  # noqa: ANN001
+    settings.DIFFUSION_MODEL_QUEUES = {
+        "tiny-sd-a": session_queue("nobody-listens")
+    }  # both stay as the test leaves them
+    waiting, done = generate(None), generate(None)
     GenerationJob.objects.filter(pk=done.pk).update(status="succeeded", attempts=1, progress_step=8, progress_total=8)
     for job in (waiting, done):
         events_forget(job.pk)  # Redis restarted empty
@@ -237,9 +240,10 @@ def test_under_asgi_a_stream_that_redis_lost_is_served_from_the_row(asgi_server:
     job_cancel(job=GenerationJob.objects.get(pk=waiting.pk))
 
 
-def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: str, dev_models) -> None:  # noqa: ANN001
+def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: str, settings, dev_models) -> None:  # noqa: ANN001
     # Each request runs on a new thread under ASGI: a read of the job there would start a PostgreSQL backend per
     # stream. The job is read on the web process's lookup thread, whose connection stays.
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # no worker connects either
     job = generate(None)
     GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error="Cancelled before it started.")
     stream(asgi_server, job, {})  # the lookup thread's connection, if it had none yet
@@ -251,10 +255,10 @@ def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: 
             return cursor.fetchone()[0]
 
     before = sessions()
-    for _ in range(5):
+    for _ in range(6):
         assert stream(asgi_server, job, {})[-1]["event"] == "cancelled"
     time.sleep(1.5)  # a backend's counts reach the statistics when it ends, or within a second
-    assert sessions() - before == 0
+    assert sessions() - before <= 1  # 6 with a connection per stream; one may be anybody's (a worker's, a flush)
 
 
 def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(
