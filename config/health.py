@@ -7,6 +7,9 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from config.celery_app import app
+from image_model_domain.workers import workers_by_queue
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -22,8 +25,6 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    from config.celery_app import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -45,8 +46,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": check_database(), "broker": check_broker()}
     workers = None
     if request.GET.get("workers") in ("1", "true", "yes"):
-        from image_model_domain.workers import workers_by_queue
-
         try:
             workers = workers_by_queue()
         except Exception as error:  # the database check already names it

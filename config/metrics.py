@@ -21,14 +21,14 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from image_model_domain.models import GenerationJob
+
 HTTP_REQUESTS = Counter("diffusion_http_requests_total", "HTTP requests answered", ["method", "status"])
 JOBS_CREATED = Counter("diffusion_jobs_created_total", "Generation jobs accepted", ["kind"])
 
 
 class JobStatusCollector:
     def collect(self):  # noqa: ANN201
-        from image_model_domain.models import GenerationJob
-
         family = GaugeMetricFamily("diffusion_jobs", "Generation jobs by status", labels=["status"])
         for row in GenerationJob.objects.values("status").annotate(count=Count("id")):
             family.add_metric([row["status"]], row["count"])

@@ -18,9 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.urls import reverse
 
+from config.cache import breaker_for
 from image_model_domain.models import GenerationJob, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -58,8 +60,6 @@ def _redis() -> Any:
     """The process's client for publishing (redis-py pools reconnect after a fork by themselves)."""
     global _client
     if _client is None:
-        import redis
-
         _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     return _client
 
@@ -68,10 +68,6 @@ def events_publish(events: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
     """Append (job id, name, data) events in one round trip; the ids given, or [] when Redis is off or down."""
     if not events or not events_enabled():
         return []
-    import redis
-
-    from config.cache import breaker_for
-
     # While Redis is down, a publish per denoising step must not cost a connect timeout each.
     breaker = breaker_for(f"job-events:{settings.REDIS_URL}", settings.CACHE_RETRY_AFTER_S, "job events (Redis)")
     if breaker.is_open():
@@ -98,8 +94,6 @@ def events_forget(job_id: Any) -> None:
     """Drop a job's events (it runs again from scratch: a retry)."""
     if not events_enabled():
         return
-    import redis
-
     try:
         _redis().delete(events_key(job_id))
     except redis.RedisError as error:

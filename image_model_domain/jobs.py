@@ -16,6 +16,7 @@ from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from common.exceptions import ConflictError, LimitReachedError, UnavailableError
+from config.celery_app import app
 from dataset_domain.images import image_check
 from dataset_domain.models import Dataset
 from image_model_domain.caching import job_forget
@@ -23,6 +24,7 @@ from image_model_domain.events import event_publish, events_forget, final_event,
 from image_model_domain.models import ACTIVE_STATUSES, DLModel, GeneratedImage, GenerationJob, JobKind, JobStatus
 from image_model_domain.registry import SCHEDULERS, dlmodel_default, dlmodel_get_enabled, lora_get_for_model
 from image_model_domain.seeds import image_seed, random_diffusion_plan, seed_resolve
+from image_model_domain.webhooks import webhook_schedule
 from services.steps import denoising_steps, strength_error
 
 logger = logging.getLogger(__name__)
@@ -67,8 +69,6 @@ def job_enqueue(*, job: GenerationJob) -> None:
     """
 
     def publish() -> None:
-        from config.celery_app import app
-
         try:
             app.send_task(RUN_JOB_TASK, args=[str(job.pk)], queue=job.queue, retry=True)
         except Exception as error:  # kombu raises many kinds; every one means "not queued"
@@ -85,6 +85,8 @@ def job_enqueue(*, job: GenerationJob) -> None:
         job.position = queue_position(job)
         event_publish(job.pk, "queued", {"position": job.position})
         if job.attempts == 0:
+            # Note: imported here so that workers (which re-enqueue) do not list the web tier's
+            # counters on their own metrics port (tasks/metrics.py serves the default registry).
             from config.metrics import JOBS_CREATED
 
             JOBS_CREATED.labels(job.kind).inc()
@@ -398,8 +400,6 @@ def job_cancel(*, job: GenerationJob) -> GenerationJob:
     if GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now, error="Cancelled before it started."
     ):
-        from image_model_domain.webhooks import webhook_schedule
-
         webhook_schedule(job_id=job.pk)
         event_publish(job.pk, *final_event(JobStatus.CANCELLED, "Cancelled before it started."))
         positions_publish(after=job.queued_at)

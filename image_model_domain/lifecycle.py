@@ -13,7 +13,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from image_model_domain.events import event_publish, events_forget, final_event, positions_publish
+from image_model_domain.jobs import image_delete, job_enqueue, job_reroute
 from image_model_domain.models import GenerationJob, JobStatus
+from image_model_domain.webhooks import webhook_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,6 @@ def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
     job.queue_wait_s = (now - (job.enqueued_at or job.queued_at)).total_seconds()
     GenerationJob.objects.filter(pk=job_id).update(queue_wait_s=job.queue_wait_s)
     # A job re-run after its worker died starts from a clean slate.
-    from image_model_domain.jobs import image_delete
-
     with transaction.atomic():
         for image in job.images.all():
             image_delete(image=image)
@@ -113,8 +113,6 @@ def job_finish(
         **{key: value for key, value in timings.items() if value is not None},
     )
     if finished:
-        from image_model_domain.webhooks import webhook_schedule
-
         event_publish(job_id, *final_event(status, error[:4000]))
         webhook_schedule(job_id=job_id)
     return bool(finished)
@@ -128,8 +126,6 @@ def jobs_reconcile(*, now=None) -> dict[str, int]:  # noqa: ANN001
     - RUNNING with no heartbeat for RECONCILE_HEARTBEAT_TIMEOUT_S: its worker died. Run it again
       while attempts remain, else fail it with the reason.
     """
-    from image_model_domain.jobs import job_enqueue, job_reroute
-
     now = now or timezone.now()
     counts = {"requeued_lost": 0, "requeued_orphaned": 0, "failed_orphaned": 0}
     lost_before = now - timedelta(seconds=settings.RECONCILE_QUEUED_AFTER_S)

@@ -6,7 +6,10 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
+from kombu import Exchange
 
+from config.celery_app import app
+from image_model_domain.caching import registry_bump
 from image_model_domain.sources import validate_model_source, validate_source, validate_weight_name
 
 SAFETENSORS_ONLY = RegexValidator(r"\.safetensors\Z", "Only .safetensors weight files are accepted.")
@@ -22,10 +25,6 @@ def registry_changed() -> None:
     """Tell every worker, once committed, to load or drop what the registry now says (tasks/registry.py)."""
 
     def send() -> None:
-        from kombu import Exchange
-
-        from config.celery_app import app
-
         # Note: publish to the fanout exchange itself, declared as such; a queue name would make
         # kombu's Redis transport deliver to one bound queue instead of every worker's.
         fanout = Exchange(settings.REGISTRY_BROADCAST_QUEUE, type="fanout")
@@ -33,8 +32,6 @@ def registry_changed() -> None:
             app.send_task("tasks.registry.sync_registry", exchange=fanout, routing_key="sync", declare=[fanout])
         except Exception as error:  # the row is saved; workers still sync at their next start
             logging.getLogger(__name__).warning("could not broadcast a registry change: %s", error)
-
-    from image_model_domain.caching import registry_bump
 
     transaction.on_commit(registry_bump)
     transaction.on_commit(send)

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from image_model_domain.models import DLModel, LoraAdapter
+from services.schedulers import SCHEDULERS as SCHEDULER_CONFIGS
 
-# Names match services.schedulers.SCHEDULERS (the web process must not import services to read them).
-SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "heun", "unipc")
+SCHEDULERS = tuple(SCHEDULER_CONFIGS)  # the names requests and registry rows may use
 
 
-def _clean_and_save(instance: DLModel | LoraAdapter) -> None:
-    instance.full_clean()
+def _clean_and_save(instance: DLModel | LoraAdapter, changed: Collection[str] | None = None) -> None:
+    """Validate (only the `changed` fields of an existing row: an old row stays editable) and save."""
+    exclude = [] if changed is None else [field.name for field in instance._meta.fields if field.name not in changed]
+    if isinstance(instance, DLModel) and "default_scheduler" not in exclude:
+        scheduler = instance.default_scheduler
+        if scheduler not in SCHEDULERS:
+            raise ValidationError({"default_scheduler": f"Unknown scheduler {scheduler!r}; use one of {SCHEDULERS}."})
+    instance.full_clean(exclude=exclude)
     instance.save()
 
 
 @transaction.atomic
 def dlmodel_register(*, name: str, source: str, **fields: Any) -> DLModel:
-    scheduler = fields.get("default_scheduler", "euler")
-    if scheduler not in SCHEDULERS:
-        raise ValidationError({"default_scheduler": f"Unknown scheduler {scheduler!r}; use one of {SCHEDULERS}."})
     model = DLModel(name=name, source=source, **fields)
     _clean_and_save(model)
     return model
@@ -32,9 +36,7 @@ def dlmodel_register(*, name: str, source: str, **fields: Any) -> DLModel:
 def dlmodel_update(*, model: DLModel, **fields: Any) -> DLModel:
     for key, value in fields.items():
         setattr(model, key, value)
-    if model.default_scheduler not in SCHEDULERS:
-        raise ValidationError({"default_scheduler": f"Unknown scheduler {model.default_scheduler!r}."})
-    _clean_and_save(model)
+    _clean_and_save(model, fields)
     return model
 
 
@@ -42,6 +44,14 @@ def dlmodel_update(*, model: DLModel, **fields: Any) -> DLModel:
 def lora_register(*, name: str, source: str, weight_name: str, **fields: Any) -> LoraAdapter:
     adapter = LoraAdapter(name=name, source=source, weight_name=weight_name, **fields)
     _clean_and_save(adapter)
+    return adapter
+
+
+@transaction.atomic
+def lora_update(*, adapter: LoraAdapter, **fields: Any) -> LoraAdapter:
+    for key, value in fields.items():
+        setattr(adapter, key, value)
+    _clean_and_save(adapter, fields)
     return adapter
 
 

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from config.celery_app import app
+from image_model_domain.models import GenerationJob
 from image_model_domain.sources import error_for_owner
 
 DELIVER_TASK = "tasks.webhooks.deliver_webhook"
@@ -93,14 +95,10 @@ def webhook_body(job: Any) -> bytes:
 
 
 def webhook_schedule(*, job_id: Any) -> None:
-    from image_model_domain.models import GenerationJob
-
     if not GenerationJob.objects.filter(pk=job_id).exclude(webhook_url="").exists():
         return
 
     def send() -> None:
-        from config.celery_app import app
-
         app.send_task(DELIVER_TASK, args=[str(job_id)], queue=settings.WEBHOOK_QUEUE)
 
     transaction.on_commit(send)

@@ -14,18 +14,13 @@ from typing import Any
 from rest_framework import serializers
 
 from common.api.parsers import json_loads_bounded
-from image_model_domain.api.serializers import GenerationInput, LoraChoiceSerializer
+from image_model_domain.api.serializers import LORAS_HELP, GenerationInput, LoraChoiceSerializer
 from image_model_domain.seeds import MAX_SEED
-
-LORAS_HELP = "Registered LoRA adapters to apply, at most two, each with an optional scale."
 
 
 class TextToImageSerializer(GenerationInput):
     """Text-to-image, as a JSON body. Image-to-image is the multipart form (ImageToImageRequest)."""
 
-    loras = serializers.ListField(
-        child=LoraChoiceSerializer(), max_length=2, required=False, default=list, help_text=LORAS_HELP
-    )
     strength = None
     init_image = None
 
@@ -33,7 +28,6 @@ class TextToImageSerializer(GenerationInput):
 class ImageToImageSerializer(GenerationInput):
     """Image-to-image, as a multipart form with `init_image`; `loras` parts are JSON."""
 
-    init_image = serializers.ImageField(help_text="The image to start from (PNG, JPEG, WebP, GIF or BMP).")
     seed = serializers.IntegerField(
         min_value=0, max_value=MAX_SEED, required=False, help_text="Absent or 0: random. The seed used is in the job."
     )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -18,6 +19,7 @@ from image_model_domain.sources import error_for_owner, source_problem
 from image_model_domain.webhooks import webhook_url_check
 
 MAX_PIXELS = 1536 * 1536
+LORAS_HELP = "Registered LoRA adapters to apply, at most two, each with an optional scale."
 PREVIEW_HELP = "Send preview images of the latents every PREVIEW_EVERY_STEPS steps on the job's event stream."
 
 
@@ -26,30 +28,11 @@ class LoraChoiceSerializer(RejectUnknownFields, serializers.Serializer):
     scale = serializers.FloatField(min_value=-2.0, max_value=2.0, required=False, allow_null=True)
 
 
-class JSONListField(serializers.ListField):
-    """A list in JSON bodies; in multipart forms (with an init image) a JSON-encoded string."""
-
-    def get_value(self, dictionary: Any) -> Any:
-        if hasattr(dictionary, "getlist") and self.field_name in dictionary:
-            return dictionary.get(self.field_name)  # a form field holds one JSON string
-        return super().get_value(dictionary)
-
-    def to_internal_value(self, data: Any) -> list[Any]:
-        if isinstance(data, str):
-            try:
-                data = json_loads_bounded(data)
-            except ValueError:  # malformed, or nested too deep
-                self.fail("not_a_list", input_type="invalid JSON")
-        return super().to_internal_value(data)
-
-
 def _check_webhook(value: str) -> str:
     if value:
-        from django.core.exceptions import ValidationError
-
         try:
             webhook_url_check(value)
-        except ValidationError as error:
+        except DjangoValidationError as error:
             raise serializers.ValidationError(error.message_dict["webhook_url"]) from None
     return value
 
@@ -60,6 +43,8 @@ class DimensionField(serializers.IntegerField):
 
 
 class GenerationInput(RejectUnknownFields, serializers.Serializer):
+    """What both bodies of POST /api/v1/generations/ share (generation_inputs.py); as text-to-image's JSON."""
+
     prompt = serializers.CharField(max_length=1000)
     negative_prompt = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     model = serializers.SlugField(
@@ -78,16 +63,12 @@ class GenerationInput(RejectUnknownFields, serializers.Serializer):
         allow_null=True,
         help_text="Absent or 0: random. The seed used is in the job.",
     )
-    loras = JSONListField(
-        child=LoraChoiceSerializer(),
-        max_length=2,
-        required=False,
-        default=list,
-        help_text="Registered LoRA adapters to apply. In a multipart form (with an init image), a JSON-encoded list.",
+    loras = serializers.ListField(
+        child=LoraChoiceSerializer(), max_length=2, required=False, default=list, help_text=LORAS_HELP
     )
     lora_scale = serializers.FloatField(min_value=0.0, max_value=2.0, default=1.0)
     strength = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.75, help_text="Image-to-image only.")
-    init_image = serializers.ImageField(required=False, help_text="Makes it an image-to-image job.")
+    init_image = serializers.ImageField(help_text="The image to start from (PNG, JPEG, WebP, GIF or BMP).")
     webhook_url = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
     preview = serializers.BooleanField(default=False, help_text=PREVIEW_HELP)
 

@@ -1,4 +1,4 @@
-"""Registry views: checkpoints and LoRA adapters (staff write, everyone reads; lists cached)."""
+"""Registry views: checkpoints and LoRA adapters (staff write through registry.py, everyone reads; lists cached)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.core.cache import cache
 from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from common.api.pagination import Pagination
 from common.api.permissions import IsStaffOrReadOnly
@@ -21,6 +22,7 @@ from image_model_domain.api.views.openapi import (
 from image_model_domain.caching import TIMEOUT_S as CACHE_TIMEOUT_S
 from image_model_domain.caching import registry_list_key
 from image_model_domain.models import DLModel, LoraAdapter
+from image_model_domain.registry import dlmodel_register, dlmodel_update, lora_register, lora_update
 
 
 class CachedRegistryList(generics.ListCreateAPIView):
@@ -51,6 +53,9 @@ class DLModelListView(CachedRegistryList):
     queryset = DLModel.objects.all()
     filterset_fields = ["family", "enabled", "preload"]
 
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        serializer.instance = dlmodel_register(**serializer.validated_data)
+
 
 @registry_detail_schema(DLModelSerializer, "model", MODEL_EXAMPLE, {"enabled": False})
 class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
@@ -58,6 +63,9 @@ class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [IsStaffOrReadOnly]
     queryset = DLModel.objects.all()
     lookup_field = "name"
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        serializer.instance = dlmodel_update(model=serializer.instance, **serializer.validated_data)
 
 
 @registry_list_schema(
@@ -74,6 +82,9 @@ class LoraListView(CachedRegistryList):
     queryset = LoraAdapter.objects.all()
     filterset_fields = ["family", "enabled"]
 
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        serializer.instance = lora_register(**serializer.validated_data)
+
 
 @registry_detail_schema(LoraAdapterSerializer, "LoRA adapter", LORA_EXAMPLE, {"default_scale": 0.6})
 class LoraDetailView(generics.RetrieveUpdateDestroyAPIView):
@@ -81,3 +92,6 @@ class LoraDetailView(generics.RetrieveUpdateDestroyAPIView):
     permission_classes = [IsStaffOrReadOnly]
     queryset = LoraAdapter.objects.all()
     lookup_field = "name"
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        serializer.instance = lora_update(adapter=serializer.instance, **serializer.validated_data)
