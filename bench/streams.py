@@ -41,6 +41,10 @@ class StreamsResult:
     events_per_client: list[int] = field(default_factory=list)
     complete_clients: list[int] = field(default_factory=list)  # clients that got the final event, per round
     server_cpu_s: list[float] = field(default_factory=list)  # the web server's CPU seconds per watched job
+    setup_cpu_s: list[float] = field(default_factory=list)  # ...of which from the submit to all clients connected
+    database_cpu_s: list[float] = field(default_factory=list)  # the whole local PostgreSQL server's, per watched job
+    database_alone_cpu_s: list[float] = field(default_factory=list)  # ...per job run alone (the worker's writes)
+    steps_at_connect: list[int] = field(default_factory=list)  # denoising steps done when all clients were connected
     connect_ms: list[float] = field(default_factory=list)  # submit -> all clients connected
     load: list[float] = field(default_factory=list)  # 1-minute load average at the start and the end
 
@@ -104,7 +108,56 @@ def process_tree_cpu_s(pid: int) -> float:
     return total
 
 
-async def watch(port: int, job_id: Any, connected: list[float]) -> tuple[int, bool]:
+def database_cpu_s() -> float | None:
+    """User + system CPU seconds of the local PostgreSQL server: its processes and the backends it has reaped.
+
+    A stream that opened a database connection cost a backend's start (several ms) there, outside the web
+    server's own CPU. The whole server is counted, so other clients of it add to the number. None when no
+    PostgreSQL process is visible (a remote database).
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, found = 0.0, False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                name, rest = handle.read().split(" (", 1)[1].rsplit(")", 1)
+        except (FileNotFoundError, IndexError, ValueError):
+            continue
+        if name != "postgres":
+            continue
+        fields = rest.split()
+        found = True
+        total += (int(fields[11]) + int(fields[12])) / ticks
+        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: the backends it reaped
+            total += (int(fields[13]) + int(fields[14])) / ticks
+    return total if found else None
+
+
+def _is_postgres(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip() == "postgres"
+    except FileNotFoundError:
+        return False
+
+
+class Connected:
+    """When each client's stream answered; `all` is set when the last one did."""
+
+    def __init__(self, clients: int) -> None:
+        self.clients = clients
+        self.times: list[float] = []
+        self.all = asyncio.Event()
+
+    def add(self) -> None:
+        self.times.append(time.perf_counter())
+        if len(self.times) == self.clients:
+            self.all.set()
+
+
+async def watch(port: int, job_id: Any, connected: Connected) -> tuple[int, bool]:
     """One client: the stream from its start to the final event; (events received, saw the final one)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
@@ -116,7 +169,7 @@ async def watch(port: int, job_id: Any, connected: list[float]) -> tuple[int, bo
         status = await reader.readline()
         if b" 200 " not in status:
             raise RuntimeError(f"the stream answered {status!r}")
-        connected.append(time.perf_counter())
+        connected.add()
         while line := await reader.readline():
             if line.startswith(b"event: "):
                 events += 1
@@ -128,17 +181,42 @@ async def watch(port: int, job_id: Any, connected: list[float]) -> tuple[int, bo
     return events, final
 
 
-async def watched_job(port: int, model_name: str, clients: int) -> tuple[Any, list[tuple[int, bool]], float]:
+@dataclass
+class Watched:
+    job: Any
+    results: list[tuple[int, bool]]  # per client: events received, saw the final one
+    connect_ms: float  # submit -> all clients connected
+    setup_cpu_s: float  # the web server's CPU from the submit to all clients connected
+    steps_at_connect: int  # denoising steps the job had done by then
+
+
+async def watched_job(port: int, server_pid: int, model_name: str, clients: int) -> Watched:
     from asgiref.sync import sync_to_async
 
+    cpu = process_tree_cpu_s(server_pid)
     submitted = time.perf_counter()
     job = await sync_to_async(submit)(model_name)
-    connected: list[float] = []
+    connected = Connected(clients)
+
+    async def at_connect() -> tuple[float, int]:
+        await connected.all.wait()
+        setup = process_tree_cpu_s(server_pid) - cpu
+        return setup, await sync_to_async(steps_done)(job.pk)
+
+    probe = asyncio.create_task(at_connect())
     results = await asyncio.wait_for(
         asyncio.gather(*(watch(port, job.pk, connected) for _ in range(clients))), JOB_TIMEOUT_S
     )
-    connect_ms = (max(connected) - submitted) * 1000 if connected else float("nan")
-    return job, results, connect_ms
+    setup_cpu_s, steps = await probe if connected.all.is_set() else (float("nan"), 0)
+    probe.cancel()
+    connect_ms = (max(connected.times) - submitted) * 1000 if connected.times else float("nan")
+    return Watched(job, results, connect_ms, setup_cpu_s, steps)
+
+
+def steps_done(job_id: Any) -> int:
+    from image_model_domain.models import GenerationJob
+
+    return GenerationJob.objects.values_list("progress_step", flat=True).get(pk=job_id)
 
 
 def submit(model_name: str) -> Any:
@@ -172,21 +250,28 @@ def run_streams(
     log(f"(f) {clients} event streams on a running job: starting the ASGI web server")
     with asgi_server(env) as (port, server_pid):
         finished_row(submit(model_name).pk, worker)  # warm: the model is loaded, first calls made
-        asyncio.run(watched_job(port, model_name, 2))
+        asyncio.run(watched_job(port, server_pid, model_name, 2))
         for round_ in range(rounds):
             pair: dict[str, float] = {}
             for watched in (round_ % 2 == 0, round_ % 2 == 1):
                 if watched:
-                    cpu = process_tree_cpu_s(server_pid)
-                    job, results, connect_ms = asyncio.run(watched_job(port, model_name, clients))
-                    row = finished_row(job.pk, worker)
+                    cpu, database = process_tree_cpu_s(server_pid), database_cpu_s()
+                    run = asyncio.run(watched_job(port, server_pid, model_name, clients))
+                    row = finished_row(run.job.pk, worker)
                     result.server_cpu_s.append(process_tree_cpu_s(server_pid) - cpu)
-                    result.events_per_client.append(round(median([events for events, _ in results])))
-                    result.complete_clients.append(sum(final for _, final in results))
-                    result.connect_ms.append(connect_ms)
+                    if database is not None and (database_after := database_cpu_s()) is not None:
+                        result.database_cpu_s.append(database_after - database)
+                    result.setup_cpu_s.append(run.setup_cpu_s)
+                    result.steps_at_connect.append(run.steps_at_connect)
+                    result.events_per_client.append(round(median([events for events, _ in run.results])))
+                    result.complete_clients.append(sum(final for _, final in run.results))
+                    result.connect_ms.append(run.connect_ms)
                     result.watched_s.append(row.inference_s)
                 else:
+                    database = database_cpu_s()
                     row = finished_row(submit(model_name).pk, worker)
+                    if database is not None and (database_after := database_cpu_s()) is not None:
+                        result.database_alone_cpu_s.append(database_after - database)
                     result.alone_s.append(row.inference_s)
                 pair["watched" if watched else "alone"] = row.inference_s
             result.ratios.append(pair["watched"] / pair["alone"])
@@ -214,7 +299,21 @@ def streams_section(result: StreamsResult) -> list[str]:
         _row(f"inference_s with {result.clients} streams, s", result.watched_s),
         _row("watched / alone, per round", result.ratios),
         _row("web server CPU per watched job, s", result.server_cpu_s),
+        _row(f"... of which submit -> all {result.clients} clients connected, s", result.setup_cpu_s),
+        *(
+            [
+                _row("PostgreSQL server CPU per job alone, s", result.database_alone_cpu_s),
+                _row("PostgreSQL server CPU per watched job, s", result.database_cpu_s),
+            ]
+            if result.database_cpu_s and result.database_alone_cpu_s
+            else []
+        ),
         _row(f"submit -> all {result.clients} clients connected, ms", result.connect_ms, ".0f"),
+        _row(f"denoising steps done when all {result.clients} were connected", result.steps_at_connect, ".0f"),
+        "",
+        "The clients connect right after the submit, while the worker starts the job: their set-up (authentication,",
+        "the owner-only lookup of the job, the stream's history) falls in the job's first steps and counts against",
+        "it. The PostgreSQL rows count the whole local server (the worker's writes, and any other client of it).",
         "",
         f"Each client received a median of {median(result.events_per_client):.0f} events per job; clients that got",
         f"the final event, per round: {', '.join(map(str, result.complete_clients))} of {result.clients}.",
