@@ -11,7 +11,7 @@ from bench.common import PROMPTS, RANDOM_BATCH, RANDOM_IMAGES, ROOT, SCHEDULER, 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
     from services.types import ModelSpec
 
 
@@ -89,7 +89,7 @@ def img2img_request(spec: ModelSpec, sources: list[Image.Image], first_index: in
     )
 
 
-def run_batching(processor: DiffusersProcessor, spec: ModelSpec) -> BatchResult:
+def run_batching(processor: DiffusersEngine, spec: ModelSpec) -> BatchResult:
     """Two halves in A B B A order, so drifting machine load weighs on both modes alike."""
     sources = dataset_sources(RANDOM_IMAGES, spec.resolution)
     half = RANDOM_IMAGES // 2

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
     from services.types import GenerationRequest, LoraSpec, ModelSpec
 
 
@@ -88,7 +88,7 @@ def text_request(spec: ModelSpec, loras: tuple[LoraSpec, ...] = (), *, seed: int
     return generation
 
 
-def timed(processor: DiffusersProcessor, request: GenerationRequest, outputs: list | None = None) -> float:
+def timed(processor: DiffusersEngine, request: GenerationRequest, outputs: list | None = None) -> float:
     on_batch = outputs.extend if outputs is not None else None
     started = time.perf_counter()
     processor.generate(request, on_batch=on_batch)

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 from bench.common import PROMPT, SCHEDULER, SEED, log, median
 
 if TYPE_CHECKING:
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
     from services.types import ModelSpec
 
 
 def gpu_timings(
-    processor: DiffusersProcessor, spec: ModelSpec, *, batch: int, steps: int, repeats: int
+    processor: DiffusersEngine, spec: ModelSpec, *, batch: int, steps: int, repeats: int
 ) -> tuple[float, float]:
     """Median denoising-loop it/s and images/s for one batch size, after one warm-up run."""
     import torch
@@ -68,7 +68,7 @@ def run_gpu(repeats: int, output: Path) -> str:
 
     from image_model_domain.management.commands.build_dev_models import dev_models_build_files
     from services.accel import AccelOptions
-    from services.engine import DiffusersProcessor, EngineConfig
+    from services.engine import DiffusersEngine, EngineConfig
     from services.types import ModelSpec
 
     if not torch.cuda.is_available():
@@ -82,7 +82,7 @@ def run_gpu(repeats: int, output: Path) -> str:
     for label, options in ACCELERATIONS:
         accel = AccelOptions(compile_cache_dir=cache_dir, **options)  # type: ignore[arg-type]
         log(f"{label}: loading{' and compiling' if accel.compile else ''}")
-        processor = DiffusersProcessor(EngineConfig(device="cuda", dtype="float16", accel=accel))
+        processor = DiffusersEngine(EngineConfig(device="cuda", dtype="float16", accel=accel))
         processor.preload([spec])  # compiles and warms up at 512x512 where compile is on
         for batch in (1, 4):
             its, ips = gpu_timings(processor, spec, batch=batch, steps=30, repeats=repeats)

@@ -27,9 +27,9 @@ class MixedResult:
 
 
 def run_mixed(config: Any, specs: dict[str, ModelSpec], loras: dict[str, LoraSpec], jobs: int) -> MixedResult:
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
 
-    processor = DiffusersProcessor(replace(config, max_models=max(3, config.max_models)))
+    processor = DiffusersEngine(replace(config, max_models=max(3, config.max_models)))
     models = [specs[name] for name in MODELS]
     for spec in models:
         timed(processor, text_request(spec))

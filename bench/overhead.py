@@ -26,7 +26,7 @@ from bench.environment import Worker
 if TYPE_CHECKING:
     from PIL import Image
 
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
     from services.types import ModelSpec
 
 
@@ -178,7 +178,7 @@ def pixel_diff(image: Image.Image, path: Any) -> int:
 
 
 def run_overhead(
-    processor: DiffusersProcessor, worker: Worker, spec: ModelSpec, repeats: int, port: int
+    processor: DiffusersEngine, worker: Worker, spec: ModelSpec, repeats: int, port: int
 ) -> OverheadResult:
     """Warm every side (model loads, first-call costs), then run (a), (b), (b) polled from the start and
     (b) through HTTP on `port` in rotating order, so that drifting machine load weighs on all alike."""

@@ -71,13 +71,13 @@ def run_cpu(args: argparse.Namespace) -> str:
     django_prepare()
     import torch
 
-    from services.engine import DiffusersProcessor
+    from services.engine import DiffusersEngine
     from tasks.specs import engine_config
 
     torch.set_num_threads(args.threads)
     quiet_libraries()
     config = engine_config()
-    processor = DiffusersProcessor(config)
+    processor = DiffusersEngine(config)
     specs, loras = model_specs(), lora_specs()
     log("starting the worker")
     with running_worker(env) as worker, web_server(env, "gthread", queue=QUEUE) as port:

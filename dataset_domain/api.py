@@ -22,7 +22,6 @@ from rest_framework.views import APIView
 
 from common.api.errors import error_responses as errors
 from common.api.files import media_file_response
-from common.api.pagination import Pagination
 from common.api.permissions import IsStaffOrReadOnly
 from common.api.strict import RejectUnknownFields
 from dataset_domain.datasets import dataset_create, dataset_image_add
@@ -85,7 +84,6 @@ class DatasetImageInput(RejectUnknownFields, serializers.Serializer):
     )
 )
 class DatasetListView(generics.ListAPIView):
-    pagination_class = Pagination
     serializer_class = DatasetOutput
     permission_classes = [IsStaffOrReadOnly]
 
@@ -140,7 +138,6 @@ class DatasetDetailView(generics.RetrieveAPIView):
     )
 )
 class DatasetImageListView(generics.ListAPIView):
-    pagination_class = Pagination
     serializer_class = DatasetImageOutput
     permission_classes = [IsStaffOrReadOnly]
     parser_classes = [MultiPartParser]

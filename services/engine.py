@@ -15,6 +15,7 @@ from services.accel import AccelOptions, lora_compatible
 from services.devices import free_memory, is_out_of_memory, resolve_device
 from services.loras import LoraCache
 from services.pipelines import PipelineRegistry, ResidentModel
+from services.previews import preview_jpegs
 from services.prompts import encode_in_windows, encode_in_windows_xl, needs_windows, window_count
 from services.schedulers import scheduler_create
 from services.steps import denoising_steps
@@ -58,7 +59,7 @@ def _tokenizers(pipe: Any) -> list[Any]:
     return [tokenizer for tokenizer in (pipe.tokenizer, getattr(pipe, "tokenizer_2", None)) if tokenizer is not None]
 
 
-class DiffusersProcessor:
+class DiffusersEngine:
     """Runs requests on preloaded diffusers pipelines. One per process, never shared between threads."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -250,8 +251,6 @@ class DiffusersProcessor:
     @staticmethod
     def _preview(resident: ResidentModel, batch: list[ImageTask], latents: Any, on_preview: PreviewCallback) -> None:
         """A preview never fails the job: it is a convenience beside the real images."""
-        from services.previews import preview_jpegs
-
         if latents is None:
             return
         try:
@@ -285,12 +284,12 @@ class DiffusersProcessor:
         )
 
 
-_processor: DiffusersProcessor | None = None
+_engine: DiffusersEngine | None = None
 
 
-def get_processor(config: EngineConfig) -> DiffusersProcessor:
-    """The process's one processor. Created lazily, so importing this module touches no device."""
-    global _processor
-    if _processor is None or _processor.config != config:
-        _processor = DiffusersProcessor(config)
-    return _processor
+def get_engine(config: EngineConfig) -> DiffusersEngine:
+    """The process's one engine. Created lazily, so importing this module touches no device."""
+    global _engine
+    if _engine is None or _engine.config != config:
+        _engine = DiffusersEngine(config)
+    return _engine

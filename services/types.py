@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -126,18 +126,3 @@ class ModelUnavailable(Exception):
 StepCallback = Callable[[int], bool]  # steps done since the last call -> keep going?
 BatchCallback = Callable[[list[Output]], None]
 PreviewCallback = Callable[[list[tuple[dict[str, Any], bytes]]], None]  # [(an item's meta, JPEG bytes)]
-
-
-class Processor(Protocol):
-    """What tasks call. Diffusers is the first backend; a remote one can stand in its place."""
-
-    def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_step: StepCallback | None = None,
-        on_batch: BatchCallback | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> RunStats: ...
-
-    def preload(self, models: list[ModelSpec]) -> None: ...

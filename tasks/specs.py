@@ -114,9 +114,9 @@ def engine_config():  # noqa: ANN201
 
 
 def processor():  # noqa: ANN201
-    from services.engine import get_processor
+    from services.engine import get_engine
 
-    return get_processor(engine_config())
+    return get_engine(engine_config())
 
 
 def job_requests(job: GenerationJob) -> list[GenerationRequest]:

@@ -17,7 +17,7 @@ import pytest
 from devtools.devmodels import build_checkpoint, build_lora
 from devtools.sdxl import build_xl_checkpoint, build_xl_lora
 from services.accel import AccelOptions
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec, ModelUnavailable
 
 MAX_LEVELS, MEAN_LEVELS = 2, 0.25
@@ -37,7 +37,7 @@ def render(
     paths: dict[str, Path], accel: AccelOptions, *, lora: bool = False, overrides: tuple = (), family: str = "sd1"
 ) -> np.ndarray:
     prefix = "xl-" if family == "sdxl" else ""
-    processor = DiffusersProcessor(EngineConfig(accel=accel))
+    processor = DiffusersEngine(EngineConfig(accel=accel))
     loras = (LoraSpec(name="ink", source=str(paths[prefix + "lora"]), weight_name="lora.safetensors", scale=1.0),)
     model = ModelSpec(name="a", source=str(paths[prefix + "model"]), family=family, resolution=64, accel=overrides)
     request = GenerationRequest(
@@ -94,7 +94,7 @@ def test_the_accelerations_keep_an_sdxl_models_pixels_with_and_without_a_lora(pa
 def test_a_models_metadata_overrides_the_worker_options(paths) -> None:  # noqa: ANN001
     from diffusers.models.attention_processor import AttnProcessor, FusedAttnProcessor2_0
 
-    processor = DiffusersProcessor(EngineConfig(accel=AccelOptions(attention="sdpa")))
+    processor = DiffusersEngine(EngineConfig(accel=AccelOptions(attention="sdpa")))
     spec = ModelSpec(name="a", source=str(paths["model"]), resolution=64, accel=(("fuse_qkv", True),))
     resident, _ = processor.pipelines.get(spec)
     assert resident.accel.fuse_qkv and resident.accel.attention == "sdpa" and resident.accel.channels_last is False

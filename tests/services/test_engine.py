@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from devtools.devmodels import build_checkpoint, build_lora
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.images import fit_size, prepare_source
 from services.pngmeta import png_bytes, read_recipe
 from services.schedulers import SCHEDULERS
@@ -32,7 +32,7 @@ def lora(checkpoints: dict[str, str], name: str, scale: float = 1.0) -> LoraSpec
     return LoraSpec(name=name, source=checkpoints[name], weight_name="lora.safetensors", scale=scale)
 
 
-def run(processor: DiffusersProcessor, request: GenerationRequest, **kwargs) -> list:  # noqa: ANN003
+def run(processor: DiffusersEngine, request: GenerationRequest, **kwargs) -> list:  # noqa: ANN003
     outputs: list = []
     processor.generate(request, on_batch=outputs.extend, **kwargs)
     return sorted(outputs, key=lambda output: output.meta["index"])
@@ -45,7 +45,7 @@ def items(count: int = 1, seed: int = 5) -> list[ImageTask]:
 
 
 def test_each_checkpoint_loads_once_and_the_least_recently_used_is_evicted(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig(max_models=2))
+    processor = DiffusersEngine(EngineConfig(max_models=2))
     for name in ("a", "b", "a", "b", "a"):
         run(processor, GenerationRequest(model=spec(checkpoints, name), items=items(), steps=1))
     assert processor.pipelines.loads == 2
@@ -55,7 +55,7 @@ def test_each_checkpoint_loads_once_and_the_least_recently_used_is_evicted(check
 
 
 def test_img2img_shares_the_text_to_image_modules(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     resident, _ = processor.pipelines.get(spec(checkpoints))
     assert resident.img2img.unet is resident.text2img.unet and resident.img2img.vae is resident.text2img.vae
     assert {p.dtype for p in resident.img2img.unet.parameters()} == {resident.dtype}
@@ -63,14 +63,14 @@ def test_img2img_shares_the_text_to_image_modules(checkpoints: dict[str, str]) -
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_every_named_scheduler_runs(checkpoints: dict[str, str], scheduler: str) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     (output,) = run(processor, GenerationRequest(model=spec(checkpoints), items=items(), steps=3, scheduler=scheduler))
     assert output.image.size == (64, 64) and output.recipe.scheduler == scheduler
     assert np.asarray(output.image).std() > 0
 
 
 def test_loras_load_once_switch_per_job_and_the_oldest_is_deleted(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig(max_loras_per_model=2))
+    processor = DiffusersEngine(EngineConfig(max_loras_per_model=2))
     base = run(processor, GenerationRequest(model=spec(checkpoints), items=items(), steps=2))[0]
     for combo in (["ink"], ["glow"], ["ink", "glow"], ["ink"]):
         request = GenerationRequest(
@@ -89,14 +89,14 @@ def test_loras_load_once_switch_per_job_and_the_oldest_is_deleted(checkpoints: d
 
 
 def test_a_non_safetensors_lora_is_refused_before_anything_is_read(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     evil = LoraSpec(name="evil", source=checkpoints["ink"], weight_name="lora.bin")
     with pytest.raises(ModelUnavailable, match="safetensors"):
         run(processor, GenerationRequest(model=spec(checkpoints), items=items(), steps=1, loras=(evil,)))
 
 
 def test_a_false_step_callback_cancels_and_returns_no_images(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     calls = []
 
     def on_step(done: int) -> bool:
@@ -109,7 +109,7 @@ def test_a_false_step_callback_cancels_and_returns_no_images(checkpoints: dict[s
 
 
 def test_the_png_carries_the_recipe_that_replays_it(checkpoints: dict[str, str]) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     request = GenerationRequest(
         model=spec(checkpoints),
         items=items(seed=77),

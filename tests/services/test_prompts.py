@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from devtools.devmodels import build_checkpoint
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.prompts import encode_in_windows, needs_windows, prompt_tokens
 from services.types import GenerationRequest, ImageTask, ModelSpec
 
@@ -15,14 +15,14 @@ HEAD = ", ".join(f"a red fox number {n} in the snow" for n in range(12))  # well
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiffusersProcessor, ModelSpec]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiffusersEngine, ModelSpec]:
     root = tmp_path_factory.mktemp("models") / "a"
     build_checkpoint(root, shape="tiny", seed=1)
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     return processor, ModelSpec(name="a", source=str(root), resolution=64)
 
 
-def run(processor: DiffusersProcessor, spec: ModelSpec, prompts: list[str], batch_size: int = 4) -> list[np.ndarray]:
+def run(processor: DiffusersEngine, spec: ModelSpec, prompts: list[str], batch_size: int = 4) -> list[np.ndarray]:
     items = [ImageTask(prompt=p, seed=40 + i, width=64, height=64, meta={"index": i}) for i, p in enumerate(prompts)]
     outputs: list = []
     processor.generate(

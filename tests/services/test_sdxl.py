@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from devtools.sdxl import XL_SHAPES, build_xl_checkpoint, build_xl_lora
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.pngmeta import png_bytes, read_recipe
 from services.prompts import encode_in_windows_xl, needs_windows
 from services.types import GenerationRequest, ImageTask, LoraSpec, ModelSpec
@@ -29,15 +29,15 @@ def xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def processor() -> DiffusersProcessor:
-    return DiffusersProcessor(EngineConfig())
+def processor() -> DiffusersEngine:
+    return DiffusersEngine(EngineConfig())
 
 
 def spec(xl: dict[str, str], dtype: str = "auto") -> ModelSpec:
     return ModelSpec(name=f"xl-{dtype}", source=xl["ckpt"], family="sdxl", dtype=dtype, resolution=RES)
 
 
-def run(processor: DiffusersProcessor, request: GenerationRequest) -> list:
+def run(processor: DiffusersEngine, request: GenerationRequest) -> list:
     outputs: list = []
     processor.generate(request, on_batch=outputs.extend)
     return sorted(outputs, key=lambda output: output.meta["index"])
@@ -55,7 +55,7 @@ def items(count: int = 1, *, init: Image.Image | None = None, size: tuple[int, i
 
 
 def test_text_to_image_gives_pngs_of_the_asked_size_and_a_lora_changes_them(
-    xl: dict[str, str], processor: DiffusersProcessor
+    xl: dict[str, str], processor: DiffusersEngine
 ) -> None:
     base = run(processor, GenerationRequest(model=spec(xl), items=items(2), steps=3))
     for output in base:
@@ -75,7 +75,7 @@ def test_text_to_image_gives_pngs_of_the_asked_size_and_a_lora_changes_them(
 
 
 def test_image_to_image_keeps_the_source_size_and_shares_the_modules(
-    xl: dict[str, str], processor: DiffusersProcessor
+    xl: dict[str, str], processor: DiffusersEngine
 ) -> None:
     source = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
     (output,) = run(processor, GenerationRequest(model=spec(xl), items=items(init=source), steps=4, strength=0.5))
@@ -87,7 +87,7 @@ def test_image_to_image_keeps_the_source_size_and_shares_the_modules(
 
 def test_float16_decodes_in_float32_where_the_vae_asks_for_it(xl: dict[str, str]) -> None:
     """SDXL's VAE overflows in float16 (its config says force_upcast): the pipeline decodes in float32."""
-    processor = DiffusersProcessor(EngineConfig(device="cpu"))
+    processor = DiffusersEngine(EngineConfig(device="cpu"))
     resident, _ = processor.pipelines.get(spec(xl, "float16"))
     assert resident.dtype == torch.float16 and resident.text2img.vae.config.force_upcast
     decoded: list[torch.dtype] = []
@@ -102,16 +102,14 @@ def test_float16_decodes_in_float32_where_the_vae_asks_for_it(xl: dict[str, str]
     assert resident.text2img.vae.dtype == torch.float16  # cast back after decoding: the memory stays halved
     assert resident.text2img.unet.dtype == torch.float16
     assert text.recipe.dtype == "float16" and text.image.size == image.image.size == (RES, RES)
-    full = run(
-        DiffusersProcessor(EngineConfig(device="cpu")), GenerationRequest(model=spec(xl), items=items(), steps=2)
-    )
+    full = run(DiffusersEngine(EngineConfig(device="cpu")), GenerationRequest(model=spec(xl), items=items(), steps=2))
     assert np.abs(pixels(text.image) - pixels(full[0].image)).mean() < 3  # float16 draws the float32 picture
 
 
 LONG = ", ".join(f"a red fox number {n} in the snow" for n in range(12))  # well past 77 tokens
 
 
-def test_a_short_prompt_encodes_exactly_as_diffusers_does(xl: dict[str, str], processor: DiffusersProcessor) -> None:
+def test_a_short_prompt_encodes_exactly_as_diffusers_does(xl: dict[str, str], processor: DiffusersEngine) -> None:
     pipe = processor.pipelines.get(spec(xl))[0].text2img
     prompts, negative = ["a lighthouse at dusk", "a fox"], ["blurry", ""]
     with torch.inference_mode():
@@ -126,7 +124,7 @@ def items_of(*prompts: str) -> list[ImageTask]:
     return [ImageTask(prompt=prompt, seed=7, width=RES, height=RES, meta={"index": 0}) for prompt in prompts]
 
 
-def test_tokens_after_the_77th_change_an_sdxl_image(xl: dict[str, str], processor: DiffusersProcessor) -> None:
+def test_tokens_after_the_77th_change_an_sdxl_image(xl: dict[str, str], processor: DiffusersEngine) -> None:
     pipe = processor.pipelines.get(spec(xl))[0].text2img
     ending_a, ending_b = LONG + ", oil painting of a castle", LONG + ", pencil sketch of a harbour"
     assert needs_windows(pipe.tokenizer_2, [ending_a])
@@ -144,7 +142,7 @@ def test_tokens_after_the_77th_change_an_sdxl_image(xl: dict[str, str], processo
 
 
 def test_an_empty_negative_prompt_is_the_zeros_sdxl_was_trained_with(
-    xl: dict[str, str], processor: DiffusersProcessor
+    xl: dict[str, str], processor: DiffusersEngine
 ) -> None:
     pipe = processor.pipelines.get(spec(xl))[0].text2img
     assert pipe.config.force_zeros_for_empty_prompt

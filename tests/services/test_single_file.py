@@ -11,7 +11,7 @@ import pytest
 from devtools.devmodels import build_checkpoint
 from devtools.sdxl import build_xl_checkpoint
 from devtools.singlefile import write_single_file
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.types import GenerationRequest, ImageTask, ModelSpec, ModelUnavailable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +27,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def pixels(processor: DiffusersProcessor, spec: ModelSpec) -> np.ndarray:
+def pixels(processor: DiffusersEngine, spec: ModelSpec) -> np.ndarray:
     outputs: list = []
     item = ImageTask(prompt="a red fox", seed=3, width=64, height=64)
     processor.generate(GenerationRequest(model=spec, items=[item], steps=2), on_batch=outputs.extend)
@@ -36,7 +36,7 @@ def pixels(processor: DiffusersProcessor, spec: ModelSpec) -> np.ndarray:
 
 @pytest.mark.parametrize("family, name", [("sd1", "sd"), ("sdxl", "xl")])
 def test_a_single_file_checkpoint_draws_the_pixels_of_its_directory(root: Path, family: str, name: str) -> None:
-    processor = DiffusersProcessor(EngineConfig())
+    processor = DiffusersEngine(EngineConfig())
     directory = ModelSpec(name="dir", source=str(root / name), family=family, resolution=64)
     single = ModelSpec(
         name="file",
@@ -55,4 +55,4 @@ def test_a_pickled_single_file_is_refused_before_anything_is_read(root: Path) ->
     pickle.write_bytes(b"not read")
     spec = ModelSpec(name="evil", source=str(pickle), resolution=64, config=str(root / "sd"))
     with pytest.raises(ModelUnavailable, match="safetensors"):
-        DiffusersProcessor(EngineConfig()).pipelines.get(spec)
+        DiffusersEngine(EngineConfig()).pipelines.get(spec)

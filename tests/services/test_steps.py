@@ -6,16 +6,16 @@ import pytest
 from PIL import Image
 
 from devtools.devmodels import build_checkpoint
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.steps import denoising_steps
 from services.types import GenerationRequest, ImageTask, ModelSpec
 
 
 @pytest.fixture(scope="module")
-def processor_and_spec(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiffusersProcessor, ModelSpec]:
+def processor_and_spec(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiffusersEngine, ModelSpec]:
     root = tmp_path_factory.mktemp("models") / "a"
     build_checkpoint(root, shape="tiny", seed=1)
-    return DiffusersProcessor(EngineConfig()), ModelSpec(name="a", source=str(root), resolution=64)
+    return DiffusersEngine(EngineConfig()), ModelSpec(name="a", source=str(root), resolution=64)
 
 
 def test_denoising_steps_is_what_diffusers_img2img_computes() -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 from dataset_domain.models import DatasetImage
 from image_model_domain.jobs import job_create_generation
 from image_model_domain.models import DLModel, GeneratedImage
-from services.engine import DiffusersProcessor, EngineConfig
+from services.engine import DiffusersEngine, EngineConfig
 from services.images import prepare_source
 from services.pngmeta import read_recipe
 from services.types import GenerationRequest, ImageTask
@@ -59,7 +59,7 @@ def test_an_img2img_png_records_its_init_image_and_replays_from_the_recipe(
         scheduler=recipe["scheduler"],
     )
     outputs: list = []
-    DiffusersProcessor(EngineConfig()).generate(replay, on_batch=outputs.extend)
+    DiffusersEngine(EngineConfig()).generate(replay, on_batch=outputs.extend)
     replayed = np.asarray(outputs[0].image, dtype=np.int16)
     assert replayed.shape == stored_pixels.shape
     assert np.abs(replayed - stored_pixels).max() <= 1  # another process: a rare float rounding at most

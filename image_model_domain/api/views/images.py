@@ -15,7 +15,6 @@ from rest_framework.views import APIView
 from common.api.errors import error_responses as errors
 from common.api.files import media_file_response
 from common.api.filters import StrictFilterSet
-from common.api.pagination import Pagination
 from image_model_domain.api.serializers import ImageOutput
 from image_model_domain.api.views.openapi import IMAGE_EXAMPLE
 from image_model_domain.api.views.visibility import visible_to
@@ -42,7 +41,6 @@ class ImageFilter(StrictFilterSet):
     )
 )
 class ImageListView(generics.ListAPIView):
-    pagination_class = Pagination
     serializer_class = ImageOutput
     filterset_class = ImageFilter
 

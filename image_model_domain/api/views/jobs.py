@@ -20,7 +20,6 @@ from rest_framework.views import APIView
 from common.api.errors import error_responses as errors
 from common.api.files import media_file_response
 from common.api.filters import StrictFilterSet
-from common.api.pagination import Pagination
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
 from image_model_domain.api.views.openapi import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE
 from image_model_domain.api.views.visibility import visible_to
@@ -48,7 +47,6 @@ class JobFilter(StrictFilterSet):
     )
 )
 class JobListView(generics.ListAPIView):
-    pagination_class = Pagination
     serializer_class = JobOutput
     filterset_class = JobFilter
 

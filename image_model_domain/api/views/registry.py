@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from common.api.pagination import Pagination
 from common.api.permissions import IsStaffOrReadOnly
 from image_model_domain.api.serializers import DLModelSerializer, LoraAdapterSerializer
 from image_model_domain.api.views.openapi import (
@@ -47,7 +46,6 @@ class CachedRegistryList(generics.ListCreateAPIView):
 )
 class DLModelListView(CachedRegistryList):
     cache_kind = "models"
-    pagination_class = Pagination
     serializer_class = DLModelSerializer
     permission_classes = [IsStaffOrReadOnly]
     queryset = DLModel.objects.all()
@@ -76,7 +74,6 @@ class DLModelDetailView(generics.RetrieveUpdateDestroyAPIView):
 )
 class LoraListView(CachedRegistryList):
     cache_kind = "loras"
-    pagination_class = Pagination
     serializer_class = LoraAdapterSerializer
     permission_classes = [IsStaffOrReadOnly]
     queryset = LoraAdapter.objects.all()
