@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -66,27 +68,24 @@ class GenerationJobAdmin(admin.ModelAdmin):
     def progress(self, obj: GenerationJob) -> str:
         return f"{obj.progress_step}/{obj.progress_total}"
 
-    @admin.action(description="Cancel selected jobs")
-    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
-        asked = 0
+    def _each_job(self, request: HttpRequest, queryset: QuerySet[GenerationJob], action: Callable[..., object]) -> int:
+        """Call action(job=...) for each job; a job it refuses is named in a warning. How many it took."""
+        done = 0
         for job in queryset:
             try:
-                job_cancel(job=job)
-                asked += 1
+                action(job=job)
+                done += 1
             except ValidationError as error:
                 self.message_user(request, f"{job.pk}: {error.messages[0]}", level=messages.WARNING)
-        self.message_user(request, f"Asked {asked} jobs to cancel.")
+        return done
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
+        self.message_user(request, f"Asked {self._each_job(request, queryset, job_cancel)} jobs to cancel.")
 
     @admin.action(description="Retry selected failed or cancelled jobs")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[GenerationJob]) -> None:
-        retried = 0
-        for job in queryset:
-            try:
-                job_retry(job=job)
-                retried += 1
-            except ValidationError as error:
-                self.message_user(request, f"{job.pk}: {error.messages[0]}", level=messages.WARNING)
-        self.message_user(request, f"Queued {retried} jobs again.")
+        self.message_user(request, f"Queued {self._each_job(request, queryset, job_retry)} jobs again.")
 
 
 @admin.register(GeneratedImage)
