@@ -213,6 +213,8 @@ def test_only_the_owner_and_staff_see_a_jobs_events(asgi_server: str, dev_models
     ):
         events = stream(asgi_server, job, headers)
         assert events[-1]["event"] == "cancelled" and events[-1]["data"]["error"] == seen
+    unknown = requests.get(url, headers={**accept, "Authorization": "Bearer not-a-token"}, timeout=10)
+    assert unknown.status_code == 401 and unknown.headers["Content-Type"] == "application/json"
     bad = requests.get(
         url, headers={**token_for(User.objects.create_user("x")), "Last-Event-ID": "yesterday"}, timeout=10
     )
@@ -244,9 +246,10 @@ def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: 
     # Each request runs on a new thread under ASGI: a read of the job there would start a PostgreSQL backend per
     # stream. The job is read on the web process's lookup thread, whose connection stays.
     settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # no worker connects either
-    job = generate(None)
-    GenerationJob.objects.filter(pk=job.pk).update(status="cancelled", error="Cancelled before it started.")
-    stream(asgi_server, job, {})  # the lookup thread's connection, if it had none yet
+    owner = User.objects.create_user("owner")
+    anonymous, owned, token = generate(None), generate(owner), token_for(owner)  # the token: read from the database
+    GenerationJob.objects.filter(pk__in=[anonymous.pk, owned.pk]).update(status="cancelled", error="Cancelled.")
+    stream(asgi_server, anonymous, {})  # the lookup thread's connection, if it had none yet
 
     def sessions() -> int:
         with connection.cursor() as cursor:
@@ -254,11 +257,18 @@ def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: 
             cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
             return cursor.fetchone()[0]
 
+    browser = Client()
+    browser.force_login(owner)  # an EventSource on the site: the session cookie, its row read from the database
+    cookie = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}
+
     before = sessions()
-    for _ in range(6):
-        assert stream(asgi_server, job, {})[-1]["event"] == "cancelled"
+    for _ in range(2):
+        assert stream(asgi_server, anonymous, {})[-1]["event"] == "cancelled"
+        assert stream(asgi_server, owned, token)[-1]["event"] == "cancelled"
+        assert stream(asgi_server, owned, cookie)[-1]["event"] == "cancelled"
     time.sleep(1.5)  # a backend's counts reach the statistics when it ends, or within a second
     assert sessions() - before <= 1  # 6 with a connection per stream; one may be anybody's (a worker's, a flush)
+    assert requests.get(f"{asgi_server}/api/v1/jobs/{owned.pk}/events/", timeout=10).status_code == 404
 
 
 def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(
