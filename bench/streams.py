@@ -45,6 +45,7 @@ class StreamsResult:
     database_cpu_s: list[float] = field(default_factory=list)  # the whole local PostgreSQL server's, per watched job
     database_alone_cpu_s: list[float] = field(default_factory=list)  # ...per job run alone (the worker's writes)
     steps_at_connect: list[int] = field(default_factory=list)  # denoising steps done when all clients were connected
+    clients_cpu_s: list[float] = field(default_factory=list)  # this process's CPU while its clients read, per job
     connect_ms: list[float] = field(default_factory=list)  # submit -> all clients connected
     load: list[float] = field(default_factory=list)  # 1-minute load average at the start and the end
 
@@ -256,7 +257,9 @@ def run_streams(
             for watched in (round_ % 2 == 0, round_ % 2 == 1):
                 if watched:
                     cpu, database = process_tree_cpu_s(server_pid), database_cpu_s()
+                    clients_cpu = time.process_time()
                     run = asyncio.run(watched_job(port, server_pid, model_name, clients))
+                    result.clients_cpu_s.append(time.process_time() - clients_cpu)
                     row = finished_row(run.job.pk, worker)
                     result.server_cpu_s.append(process_tree_cpu_s(server_pid) - cpu)
                     if database is not None and (database_after := database_cpu_s()) is not None:
@@ -308,6 +311,7 @@ def streams_section(result: StreamsResult) -> list[str]:
             if result.database_cpu_s and result.database_alone_cpu_s
             else []
         ),
+        _row(f"the bench's {result.clients} clients' CPU per watched job, s", result.clients_cpu_s),
         _row(f"submit -> all {result.clients} clients connected, ms", result.connect_ms, ".0f"),
         _row(f"denoising steps done when all {result.clients} were connected", result.steps_at_connect, ".0f"),
         "",
