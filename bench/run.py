@@ -9,7 +9,8 @@ through HTTP (the web command: submit, poll, download the PNG),
 (c) a mixed workload over three checkpoints and two LoRAs (counting reloads after warm-up), and
 (d) random diffusion (img2img) batched against one by one, (e) submit latency of the web command under
 32 concurrent clients (`--only-web` runs (e) alone), and (f) a job alone against the same job with 50
-clients on its event stream (`--only-streams` runs (f) alone). The bench has its own database, Redis
+clients on its event stream (`--only-streams` runs (f) alone), and (g) 32 single-image jobs from 8 clients
+with cross-job batching on and off (`--only-batching` runs (g) alone). The bench has its own database, Redis
 database, queue and media folder (overridable with BENCH_DATABASE_URL and BENCH_REDIS_URL).
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from bench.batching import run_batching
 from bench.common import DATABASE_URL, DOCS, MODELS, QUEUE, log, lora_specs, model_specs
+from bench.crossjob import crossjob_line, crossjob_section, crossjob_splice, run_crossjob
 from bench.environment import (
     bench_environment,
     database_ensure,
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only-streams", action="store_true", help="run part (f), event streams, alone and update its section"
     )
+    parser.add_argument(
+        "--only-batching", action="store_true", help="run part (g), cross-job batching, alone and update its section"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1 or args.mixed_jobs < 1:
         parser.error("--repeats, --threads and --mixed-jobs must be at least 1")
@@ -83,6 +88,8 @@ def run_cpu(args: argparse.Namespace) -> str:
     with running_worker(env) as worker, web_server(env, "gthread", queue=QUEUE) as port:
         overhead = run_overhead(processor, worker, specs[MODELS[0]], args.repeats, port)
         streams = run_streams(worker, env, MODELS[0], clients=args.streams)
+    log("(g) cross-job batching, 32 jobs from 8 clients")
+    crossjob = run_crossjob(env, MODELS[0])
     worker_threads = worker_torch_threads(env)
     log("(c) mixed checkpoints and LoRAs")
     mixed = run_mixed(config, specs, loras, args.mixed_jobs)
@@ -98,8 +105,10 @@ def run_cpu(args: argparse.Namespace) -> str:
     write_report(output, context, overhead, mixed, batching)
     report_splice(output, web_section(web))
     streams_splice(output, streams_section(streams))
+    crossjob_splice(output, crossjob_section(crossjob))
     log(f"wrote {output}")
-    return final_line(overhead, mixed, batching) + " " + web_line(web) + " " + streams_line(streams)
+    lines = [final_line(overhead, mixed, batching), web_line(web), streams_line(streams), crossjob_line(crossjob)]
+    return " ".join(lines)
 
 
 def _prepare_one_part(args: argparse.Namespace) -> dict[str, str]:
@@ -133,12 +142,23 @@ def run_streams_only(args: argparse.Namespace) -> str:
     return streams_line(streams)
 
 
+def run_crossjob_only(args: argparse.Namespace) -> str:
+    """Part (g) alone: its section of the report is replaced, the rest is left as it was."""
+    env = _prepare_one_part(args)
+    crossjob = run_crossjob(env, MODELS[0])
+    output = args.output or DOCS / "benchmarks.md"
+    crossjob_splice(output, crossjob_section(crossjob))
+    log(f"wrote part (g) of {output}")
+    return crossjob_line(crossjob)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.gpu:
         line = run_gpu(args.repeats, args.output or DOCS / "benchmarks-gpu.md")
     else:
-        line = run_web_only(args) if args.only_web else run_streams_only(args) if args.only_streams else run_cpu(args)
+        parts = {"only_web": run_web_only, "only_streams": run_streams_only, "only_batching": run_crossjob_only}
+        line = next((run(args) for flag, run in parts.items() if getattr(args, flag)), None) or run_cpu(args)
     print(line, flush=True)
     return 0
 

@@ -201,6 +201,9 @@ DIFFUSION_MAX_RESIDENT_MODELS = env_int("DIFFUSION_MAX_RESIDENT_MODELS", 3, mini
 DIFFUSION_MEMORY_BUDGET_MB = env_int("DIFFUSION_MEMORY_BUDGET_MB", 0, minimum=0)  # 0: no byte budget
 DIFFUSION_MAX_LORAS_PER_MODEL = env_int("DIFFUSION_MAX_LORAS_PER_MODEL", 8, minimum=2)
 DIFFUSION_BATCH_SIZE = env_int("DIFFUSION_BATCH_SIZE", 4, minimum=1, maximum=64)
+# A worker that takes a text-to-image job also takes queued jobs that can share its batches (same
+# model, LoRAs, scheduler, steps, guidance and size), up to DIFFUSION_BATCH_SIZE images in all.
+DIFFUSION_CROSS_JOB_BATCHING = env_bool("DIFFUSION_CROSS_JOB_BATCHING", default=True)
 # Finished batches waiting for the background saver (PNG encode, file, row); 0 saves inline.
 DIFFUSION_SAVE_QUEUE_DEPTH = env_int("DIFFUSION_SAVE_QUEUE_DEPTH", 2, minimum=0, maximum=64)
 # Accelerations (services/accel.py); a model's metadata {"accel": {...}} overrides them for that model.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from image_model_domain.events import event_publish, events_forget, final_event, positions_publish
 from image_model_domain.jobs import image_delete, job_enqueue, job_reroute
-from image_model_domain.models import GenerationJob, JobStatus
+from image_model_domain.models import GenerationJob, JobKind, JobStatus
 from image_model_domain.webhooks import webhook_schedule
 
 logger = logging.getLogger(__name__)
@@ -22,32 +23,97 @@ logger = logging.getLogger(__name__)
 
 def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
     """QUEUED -> RUNNING in one conditional UPDATE. None when another delivery got it first."""
+    jobs = jobs_claim(job_id=job_id, worker=worker)
+    return jobs[0] if jobs else None
+
+
+def jobs_claim(*, job_id: str, worker: str, batch_images: int = 1) -> list[GenerationJob]:
+    """Claim the job and, while its images leave room in a batch of `batch_images`, the oldest queued
+    jobs that can share its batches (batch_key); [] when another delivery got the job first.
+
+    The job and its companions go QUEUED -> RUNNING in one transaction; companions are locked with
+    SKIP LOCKED, so two workers never take the same one. A companion's own message finds it no longer
+    queued and does nothing, as any redelivery does.
+    """
     now = timezone.now()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING,
-        started_at=now,
-        heartbeat_at=now,
-        worker=worker,
-        attempts=F("attempts") + 1,
-        progress_step=0,
-        error="",
-    )
-    # A retry after a database blip that struck once the UPDATE had committed finds the job already
-    # ours: one process runs one job at a time, so RUNNING under this worker's name is this delivery.
-    if not claimed and not GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).exists():
+    with transaction.atomic():
+        claimed = GenerationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(**_running(worker, now))
+        if claimed:
+            job = GenerationJob.objects.get(pk=job_id)
+            companions = _companions(job, batch_images - job.images_expected)
+            GenerationJob.objects.filter(pk__in=companions, status=JobStatus.QUEUED).update(**_running(worker, now))
+    # A retry after a database blip that struck once the UPDATE had committed finds the jobs already
+    # ours: one process runs one claim at a time, so RUNNING under this worker's name is this delivery.
+    if not claimed:
+        if not GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).exists():
+            return []
+        job = GenerationJob.objects.get(pk=job_id)
+        companions = list(
+            GenerationJob.objects.filter(status=JobStatus.RUNNING, worker=worker)
+            .exclude(pk=job_id)
+            .values_list("pk", flat=True)
+        )
+    jobs = [job, *GenerationJob.objects.filter(pk__in=companions).order_by("queued_at")]
+    for each in jobs:
+        _started(each, now)
+    positions_publish()
+    return jobs
+
+
+def _running(worker: str, now: datetime) -> dict[str, Any]:
+    return {
+        "status": JobStatus.RUNNING,
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker": worker,
+        "attempts": F("attempts") + 1,
+        "progress_step": 0,
+        "error": "",
+    }
+
+
+def batch_key(job: GenerationJob) -> dict[str, Any] | None:
+    """What jobs must share to run in one batch: everything a pipeline call holds in common (the
+    model, LoRAs and their scales, scheduler, steps, guidance, size, previews). Prompts, negative
+    prompts and seeds are per image. Text-to-image only, for now; None for other jobs."""
+    if job.kind != JobKind.TEXT_TO_IMAGE:
         return None
-    job = GenerationJob.objects.get(pk=job_id)
+    fields = ("model", "loras", "lora_scale", "scheduler", "steps", "guidance_scale", "width", "height", "preview")
+    if any(field not in job.params for field in fields):
+        return None  # a row older than some of these keys runs alone
+    return {f"params__{field}": job.params[field] for field in fields}
+
+
+def _companions(job: GenerationJob, room: int) -> list[str]:
+    """The oldest queued jobs of the job's queue and batch key whose images fit in `room`, locked."""
+    key = batch_key(job)
+    if room < 1 or key is None or not settings.DIFFUSION_CROSS_JOB_BATCHING:
+        return []
+    candidates = (
+        GenerationJob.objects.select_for_update(skip_locked=True)
+        .filter(status=JobStatus.QUEUED, queue=job.queue, kind=job.kind, images_expected__lte=room, **key)
+        .exclude(pk=job.pk)
+        .order_by("queued_at")
+        .values_list("pk", "images_expected")[:room]
+    )
+    chosen = []
+    for pk, images in candidates:
+        if images <= room:
+            chosen.append(pk)
+            room -= images
+    return chosen
+
+
+def _started(job: GenerationJob, now: datetime) -> None:
     job.queue_wait_s = (now - (job.enqueued_at or job.queued_at)).total_seconds()
-    GenerationJob.objects.filter(pk=job_id).update(queue_wait_s=job.queue_wait_s)
+    GenerationJob.objects.filter(pk=job.pk).update(queue_wait_s=job.queue_wait_s)
     # A job re-run after its worker died starts from a clean slate.
     with transaction.atomic():
         for image in job.images.all():
             image_delete(image=image)
     if job.attempts > 1:  # the earlier attempt's events name images that are gone now
-        events_forget(job_id)
-    event_publish(job_id, "started", {"attempt": job.attempts, "total": job.progress_total})
-    positions_publish()
-    return job
+        events_forget(job.pk)
+    event_publish(job.pk, "started", {"attempt": job.attempts, "total": job.progress_total})
 
 
 class ProgressReporter:

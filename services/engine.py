@@ -21,6 +21,7 @@ from services.schedulers import scheduler_create
 from services.steps import denoising_steps
 from services.types import (
     BatchCallback,
+    BatchStartCallback,
     Cancelled,
     GenerationRequest,
     ImageTask,
@@ -90,7 +91,9 @@ class DiffusersEngine:
         on_step: StepCallback | None = None,
         on_batch: BatchCallback | None = None,
         on_preview: PreviewCallback | None = None,
+        on_batch_start: BatchStartCallback | None = None,
     ) -> RunStats:
+        """on_batch_start is told which items (their meta) each pipeline call runs, before it runs them."""
         stats = RunStats()
         on_preview = on_preview if request.preview_every else None
         resident, stats.load_s = self.pipelines.get(request.model)
@@ -99,7 +102,7 @@ class DiffusersEngine:
             with lora_compatible(resident.text2img, resident.accel, with_loras=bool(request.loras)):
                 for batch in self._batches(request.items, request.batch_size, self._windows_of(resident)):
                     started = time.perf_counter()
-                    outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview)
+                    outputs = self._run_with_memory_retry(resident, request, batch, on_step, on_preview, on_batch_start)
                     finished = time.perf_counter()
                     stats.inference_s += finished - started
                     stats.batches.append((started, finished))
@@ -138,9 +141,10 @@ class DiffusersEngine:
         batch: list[ImageTask],
         on_step: StepCallback | None,
         on_preview: PreviewCallback | None = None,
+        on_batch_start: BatchStartCallback | None = None,
     ) -> list[Output]:
         try:
-            return self._run_batch(resident, request, batch, on_step, on_preview)
+            return self._run_batch(resident, request, batch, on_step, on_preview, on_batch_start)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -154,7 +158,9 @@ class DiffusersEngine:
         free_memory()
         try:
             return [
-                output for item in batch for output in self._run_batch(resident, request, [item], on_step, on_preview)
+                output
+                for item in batch
+                for output in self._run_batch(resident, request, [item], on_step, on_preview, on_batch_start)
             ]
         except Exception as error:
             if not is_out_of_memory(error):
@@ -172,6 +178,7 @@ class DiffusersEngine:
         batch: list[ImageTask],
         on_step: StepCallback | None,
         on_preview: PreviewCallback | None = None,
+        on_batch_start: BatchStartCallback | None = None,
     ) -> list[Output]:
         img2img = batch[0].init_image is not None
         pipe = resident.img2img if img2img else resident.text2img
@@ -198,6 +205,8 @@ class DiffusersEngine:
                     self._preview(resident, batch, callback_kwargs.get("latents"), on_preview)
             return callback_kwargs
 
+        if on_batch_start is not None:
+            on_batch_start([item.meta for item in batch])
         if on_step is not None and not on_step(0):
             raise Cancelled()
         kwargs: dict[str, Any] = {

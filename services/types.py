@@ -125,4 +125,5 @@ class ModelUnavailable(Exception):
 
 StepCallback = Callable[[int], bool]  # steps done since the last call -> keep going?
 BatchCallback = Callable[[list[Output]], None]
+BatchStartCallback = Callable[[list[dict[str, Any]]], None]  # the metas of the items a pipeline call runs
 PreviewCallback = Callable[[list[tuple[dict[str, Any], bytes]]], None]  # [(an item's meta, JPEG bytes)]

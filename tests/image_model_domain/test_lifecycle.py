@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from image_model_domain.jobs import job_create_generation
-from image_model_domain.lifecycle import job_claim
+from image_model_domain.lifecycle import job_claim, jobs_claim
 from image_model_domain.models import DLModel, GenerationJob, JobStatus
 from tests.conftest import session_queue
 
@@ -65,3 +65,50 @@ def test_a_worker_given_up_on_cannot_finish_the_attempt_that_replaced_it(setting
 
     assert job_finish(job_id=job.pk, status=JobStatus.SUCCEEDED, attempt=fresh.attempts) is True
     assert GenerationJob.objects.get(pk=job.pk).status == JobStatus.SUCCEEDED
+
+
+def test_a_claim_takes_the_oldest_queued_jobs_that_can_share_its_batch_and_no_others(settings) -> None:  # noqa: ANN001
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    DLModel.objects.create(name="tiny-sd-b", source="dev/tiny-sd-b", resolution=64)
+
+    def submit(**kwargs) -> GenerationJob:  # noqa: ANN003
+        return job_create_generation(
+            **{"owner": None, "model_name": "tiny-sd-a", "prompt": "a fox", "steps": 2} | kwargs
+        )
+
+    leader = submit(prompt="first", seed=1)
+    others = {
+        "other prompt and seed": submit(prompt="a lighthouse", seed=9),
+        "other model": submit(model_name="tiny-sd-b"),
+        "other steps": submit(steps=3),
+        "other guidance": submit(guidance_scale=5.0),
+        "other size": submit(width=32),
+        "other scheduler": submit(scheduler="ddim"),
+        "two images (fits)": submit(num_images=2),
+        "three images (no room left)": submit(num_images=3),
+        "one more (no room left)": submit(),
+    }
+    jobs = jobs_claim(job_id=leader.pk, worker="w1:10", batch_images=4)
+
+    assert [job.pk for job in jobs] == [leader.pk, others["other prompt and seed"].pk, others["two images (fits)"].pk]
+    rows = GenerationJob.objects.in_bulk([job.pk for job in jobs])
+    assert {(row.status, row.worker, row.attempts, row.started_at) for row in rows.values()} == {
+        (JobStatus.RUNNING, "w1:10", 1, rows[leader.pk].started_at)
+    }
+    left = GenerationJob.objects.filter(status=JobStatus.QUEUED).count()
+    assert left == len(others) - 2
+    # The absorbed jobs' own messages find them running and do nothing, as any redelivery does.
+    assert job_claim(job_id=others["other prompt and seed"].pk, worker="w2:20") is None
+    # A retry of the same claim after a database blip gets the same jobs back.
+    again = jobs_claim(job_id=leader.pk, worker="w1:10", batch_images=4)
+    assert [job.pk for job in again] == [job.pk for job in jobs]
+
+
+def test_with_cross_job_batching_off_a_claim_takes_one_job(settings) -> None:  # noqa: ANN001
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    settings.DIFFUSION_CROSS_JOB_BATCHING = False
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    first, second = (job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox") for _ in range(2))
+    assert [job.pk for job in jobs_claim(job_id=first.pk, worker="w1:10", batch_images=4)] == [first.pk]
+    assert GenerationJob.objects.get(pk=second.pk).status == JobStatus.QUEUED

@@ -11,7 +11,7 @@ from PIL import Image
 from image_model_domain.jobs import job_create_generation
 from image_model_domain.lifecycle import job_claim
 from image_model_domain.models import GeneratedImage, GenerationJob
-from tasks.generation import job_run
+from tasks.running import job_run
 from tests.conftest import session_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
