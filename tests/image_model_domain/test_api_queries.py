@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from image_model_domain.events import queue_position
 from image_model_domain.models import DLModel, GenerationJob
+from tests.conftest import session_queue
 from tests.image_model_domain.test_api_library import make_job
 
 # Model lookup; BEGIN, advisory lock, cap count, INSERT, enqueue time, COMMIT; then, once committed,
@@ -25,7 +26,9 @@ def statements(context: CaptureQueriesContext) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)  # commits for real, so the enqueue runs as in production
-def test_a_submit_costs_a_fixed_number_of_queries_and_answers_what_a_read_of_the_job_answers() -> None:
+def test_a_submit_costs_a_fixed_number_of_queries_and_answers_what_a_read_of_the_job_answers(settings) -> None:  # noqa: ANN001
+    # A queue no worker reads: the suite's shared worker would otherwise take the first job.
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("submit-queries")
     DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
     api = APIClient()
     assert api.post("/api/v1/generations/", BODY, format="json").status_code == 202  # one job ahead
