@@ -172,7 +172,8 @@ def test_job_whose_worker_is_killed_mid_run_is_rerun_by_the_reconciler(
     settings.RECONCILE_HEARTBEAT_TIMEOUT_S = 1
     time.sleep(1.5)
     assert jobs_reconcile()["requeued_orphaned"] == 1
-    job = wait_for_job(job.pk, worker=celery_worker)
+    # 600 denoising steps of the tiny model: ~15 s on a quiet machine, minutes on a loaded one.
+    job = wait_for_job(job.pk, worker=celery_worker, timeout=600)
     assert job.status == "succeeded", job.error
     assert job.attempts == 2
     assert len(images_of(job)) == 4
