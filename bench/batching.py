@@ -89,18 +89,18 @@ def img2img_request(spec: ModelSpec, sources: list[Image.Image], first_index: in
     )
 
 
-def run_batching(processor: DiffusersEngine, spec: ModelSpec) -> BatchResult:
+def run_batching(engine: DiffusersEngine, spec: ModelSpec) -> BatchResult:
     """Two halves in A B B A order, so drifting machine load weighs on both modes alike."""
     sources = dataset_sources(RANDOM_IMAGES, spec.resolution)
     half = RANDOM_IMAGES // 2
-    timed(processor, img2img_request(spec, sources[:RANDOM_BATCH], 0, RANDOM_BATCH))
-    timed(processor, img2img_request(spec, sources[:1], 0, 1))
+    timed(engine, img2img_request(spec, sources[:RANDOM_BATCH], 0, RANDOM_BATCH))
+    timed(engine, img2img_request(spec, sources[:1], 0, 1))
     result = BatchResult(images=RANDOM_IMAGES)
     result.dataset_images, result.dataset_sizes = dataset_size_groups(spec.resolution)
     outputs: dict[int, list] = {RANDOM_BATCH: [], 1: []}
     for start, batch_size in ((0, RANDOM_BATCH), (0, 1), (half, 1), (half, RANDOM_BATCH)):
         request = img2img_request(spec, sources[start : start + half], start, batch_size)
-        seconds = timed(processor, request, outputs[batch_size])
+        seconds = timed(engine, request, outputs[batch_size])
         if batch_size == 1:
             result.unbatched_s += seconds
         else:

@@ -88,8 +88,8 @@ def text_request(spec: ModelSpec, loras: tuple[LoraSpec, ...] = (), *, seed: int
     return generation
 
 
-def timed(processor: DiffusersEngine, request: GenerationRequest, outputs: list | None = None) -> float:
+def timed(engine: DiffusersEngine, request: GenerationRequest, outputs: list | None = None) -> float:
     on_batch = outputs.extend if outputs is not None else None
     started = time.perf_counter()
-    processor.generate(request, on_batch=on_batch)
+    engine.generate(request, on_batch=on_batch)
     return time.perf_counter() - started

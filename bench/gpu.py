@@ -16,14 +16,14 @@ if TYPE_CHECKING:
 
 
 def gpu_timings(
-    processor: DiffusersEngine, spec: ModelSpec, *, batch: int, steps: int, repeats: int
+    engine: DiffusersEngine, spec: ModelSpec, *, batch: int, steps: int, repeats: int
 ) -> tuple[float, float]:
     """Median denoising-loop it/s and images/s for one batch size, after one warm-up run."""
     import torch
 
     from services.types import GenerationRequest, ImageTask
 
-    sync = torch.cuda.synchronize if processor.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
     items = [
         ImageTask(prompt=PROMPT, seed=SEED + index, width=spec.resolution, height=spec.resolution)
         for index in range(batch)
@@ -41,7 +41,7 @@ def gpu_timings(
 
         sync()
         started = time.perf_counter()
-        processor.generate(request, on_step=on_step)
+        engine.generate(request, on_step=on_step)
         sync()
         if run:
             loop_its.append((len(marks) - 1) / (marks[-1] - marks[0]))
@@ -82,13 +82,13 @@ def run_gpu(repeats: int, output: Path) -> str:
     for label, options in ACCELERATIONS:
         accel = AccelOptions(compile_cache_dir=cache_dir, **options)  # type: ignore[arg-type]
         log(f"{label}: loading{' and compiling' if accel.compile else ''}")
-        processor = DiffusersEngine(EngineConfig(device="cuda", dtype="float16", accel=accel))
-        processor.preload([spec])  # compiles and warms up at 512x512 where compile is on
+        engine = DiffusersEngine(EngineConfig(device="cuda", dtype="float16", accel=accel))
+        engine.preload([spec])  # compiles and warms up at 512x512 where compile is on
         for batch in (1, 4):
-            its, ips = gpu_timings(processor, spec, batch=batch, steps=30, repeats=repeats)
+            its, ips = gpu_timings(engine, spec, batch=batch, steps=30, repeats=repeats)
             rows.append((label, batch, its, ips))
             log(f"{label} batch {batch}: {its:.2f} it/s, {ips:.3f} images/s")
-        del processor
+        del engine
         torch.cuda.empty_cache()
     lines = [
         "# GPU benchmarks",

@@ -1,4 +1,4 @@
-"""(c) mixed checkpoints and LoRAs in one processor."""
+"""(c) mixed checkpoints and LoRAs in one engine."""
 
 from __future__ import annotations
 
@@ -29,20 +29,20 @@ class MixedResult:
 def run_mixed(config: Any, specs: dict[str, ModelSpec], loras: dict[str, LoraSpec], jobs: int) -> MixedResult:
     from services.engine import DiffusersEngine
 
-    processor = DiffusersEngine(replace(config, max_models=max(3, config.max_models)))
+    engine = DiffusersEngine(replace(config, max_models=max(3, config.max_models)))
     models = [specs[name] for name in MODELS]
     for spec in models:
-        timed(processor, text_request(spec))
+        timed(engine, text_request(spec))
         for name in LORAS:
-            timed(processor, text_request(spec, (loras[name],)))
-    result = MixedResult(warmup_pipeline_loads=processor.pipelines.loads, warmup_lora_loads=processor.loras.loads)
-    evictions_before = processor.pipelines.evictions
+            timed(engine, text_request(spec, (loras[name],)))
+    result = MixedResult(warmup_pipeline_loads=engine.pipelines.loads, warmup_lora_loads=engine.loras.loads)
+    evictions_before = engine.pipelines.evictions
     for index in range(jobs):
         combo = LORA_COMBOS[index % len(LORA_COMBOS)]
         request = text_request(models[index % len(models)], tuple(loras[name] for name in combo), seed=SEED + index)
-        result.seconds_by_lora_count.setdefault(len(combo), []).append(timed(processor, request))
+        result.seconds_by_lora_count.setdefault(len(combo), []).append(timed(engine, request))
     result.jobs = jobs
-    result.pipeline_loads = processor.pipelines.loads - result.warmup_pipeline_loads
-    result.lora_loads = processor.loras.loads - result.warmup_lora_loads
-    result.evictions = processor.pipelines.evictions - evictions_before
+    result.pipeline_loads = engine.pipelines.loads - result.warmup_pipeline_loads
+    result.lora_loads = engine.loras.loads - result.warmup_lora_loads
+    result.evictions = engine.pipelines.evictions - evictions_before
     return result

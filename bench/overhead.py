@@ -177,9 +177,7 @@ def pixel_diff(image: Image.Image, path: Any) -> int:
     return int(np.abs(np.asarray(image, dtype=np.int16) - theirs).max())
 
 
-def run_overhead(
-    processor: DiffusersEngine, worker: Worker, spec: ModelSpec, repeats: int, port: int
-) -> OverheadResult:
+def run_overhead(engine: DiffusersEngine, worker: Worker, spec: ModelSpec, repeats: int, port: int) -> OverheadResult:
     """Warm every side (model loads, first-call costs), then run (a), (b), (b) polled from the start and
     (b) through HTTP on `port` in rotating order, so that drifting machine load weighs on all alike."""
     import io
@@ -188,7 +186,7 @@ def run_overhead(
 
     result = OverheadResult()
     outputs: list = []
-    warm_s = timed(processor, text_request(spec), outputs)
+    warm_s = timed(engine, text_request(spec), outputs)
     _, row, _ = job_end_to_end(worker, spec.name)
     result.max_pixel_diff = pixel_diff(outputs[0].image, row.images.get().file.path)
     result.progress_checks_ms = progress_checks_ms(row.pk, repeats)
@@ -196,7 +194,7 @@ def run_overhead(
     result.http_pixel_diff = pixel_diff(outputs[0].image, PILImage.open(io.BytesIO(png)))
 
     def bare() -> None:
-        result.bare_s.append(timed(processor, text_request(spec)))
+        result.bare_s.append(timed(engine, text_request(spec)))
 
     def job() -> None:
         quiet_s = QUIET_FRACTION * min(result.bare_s or [warm_s])

@@ -127,15 +127,15 @@ def stat_row(name: str, values: list[float]) -> str:
 
 def mixed_section(result: MixedResult) -> list[str]:
     lines = [
-        "## (c) mixed workload: 3 checkpoints x LoRA combinations in one processor",
+        "## (c) mixed workload: 3 checkpoints x LoRA combinations in one engine",
         "",
         f"`max_models=3`. Warm-up touched each of {', '.join(MODELS)} once and each (model, LoRA) pair once",
         f"({', '.join(LORAS)}); then {result.jobs} jobs cycled the models and the LoRA sets none / ink / glow / both.",
         "",
         "| count | warm-up | after warm-up (must be 0) |",
         "| --- | ---: | ---: |",
-        f"| pipeline loads (`processor.pipelines.loads`) | {result.warmup_pipeline_loads} | {result.pipeline_loads} |",
-        f"| LoRA loads (`processor.loras.loads`) | {result.warmup_lora_loads} | {result.lora_loads} |",
+        f"| pipeline loads (`engine.pipelines.loads`) | {result.warmup_pipeline_loads} | {result.pipeline_loads} |",
+        f"| LoRA loads (`engine.loras.loads`) | {result.warmup_lora_loads} | {result.lora_loads} |",
         f"| pipeline evictions | | {result.evictions} |",
         "",
         "| LoRAs active | jobs | median s/job |",

@@ -82,11 +82,11 @@ def run_cpu(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     quiet_libraries()
     config = engine_config()
-    processor = DiffusersEngine(config)
+    engine = DiffusersEngine(config)
     specs, loras = model_specs(), lora_specs()
     log("starting the worker")
     with running_worker(env) as worker, web_server(env, "gthread", queue=QUEUE) as port:
-        overhead = run_overhead(processor, worker, specs[MODELS[0]], args.repeats, port)
+        overhead = run_overhead(engine, worker, specs[MODELS[0]], args.repeats, port)
         streams = run_streams(worker, env, MODELS[0], clients=args.streams)
     log("(g) cross-job batching, 32 jobs from 8 clients")
     crossjob = run_crossjob(env, MODELS[0])
@@ -94,7 +94,7 @@ def run_cpu(args: argparse.Namespace) -> str:
     log("(c) mixed checkpoints and LoRAs")
     mixed = run_mixed(config, specs, loras, args.mixed_jobs)
     log("(d) random diffusion, batched and one by one")
-    batching = run_batching(processor, specs[MODELS[0]])
+    batching = run_batching(engine, specs[MODELS[0]])
     log("(e) submit latency with 32 concurrent clients, gthread and sync")
     web = run_web(env)
     context = Context(

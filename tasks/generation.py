@@ -17,7 +17,7 @@ from image_model_domain.models import DLModel
 from tasks import metrics
 from tasks.outage import DatabaseStillDown, database_wait
 from tasks.running import jobs_run
-from tasks.specs import model_spec, processor
+from tasks.specs import engine, model_spec
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def run_job(self: Any, job_id: str) -> str:
         runs = jobs_run(jobs)
         for job, run in zip(jobs, runs, strict=True):
             metrics.record_job(run.status, job.queue_wait_s, run.inference_s)
-        metrics.record_engine(processor())
+        metrics.record_engine(engine())
         logger.info("finished: %s", runs[0].status)
         return runs[0].status
     finally:
@@ -76,6 +76,6 @@ def preload_models(**kwargs: Any) -> None:
     if not specs:
         return
     try:
-        processor().preload(specs)
+        engine().preload(specs)
     except Exception:  # a bad registry row must not stop the worker; the job that needs it fails clearly
         logger.exception("preloading models failed")

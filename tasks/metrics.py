@@ -37,10 +37,10 @@ def record_job(status: str, queue_wait_s: float | None, inference_s: float | Non
         INFERENCE.observe(inference_s)
 
 
-def record_engine(processor) -> None:  # noqa: ANN001
+def record_engine(engine) -> None:  # noqa: ANN001
     from services.devices import gpu_memory
 
-    MODEL_LOADS.set(processor.pipelines.loads)
-    RESIDENT_MODELS.set(len(processor.pipelines.models))
+    MODEL_LOADS.set(engine.pipelines.loads)
+    RESIDENT_MODELS.set(len(engine.pipelines.models))
     for kind, value in gpu_memory().items():
         GPU_MEMORY.labels(kind).set(value)

@@ -13,7 +13,7 @@ from celery.signals import celeryd_after_setup
 from django.conf import settings
 
 from image_model_domain.models import DLModel, LoraAdapter
-from tasks.specs import model_spec, processor
+from tasks.specs import engine, model_spec
 
 logger = logging.getLogger(__name__)
 
@@ -28,28 +28,28 @@ def _spec_or_none(row: DLModel):  # noqa: ANN202
 
 @shared_task(name="tasks.registry.sync_registry", ignore_result=True, acks_late=False)
 def sync_registry() -> dict[str, list[str]]:
-    engine = processor()
+    runner = engine()
     rows = {model.name: model for model in DLModel.objects.all()}
     dropped, loaded = [], []
-    for name, resident in list(engine.pipelines.models.items()):
+    for name, resident in list(runner.pipelines.models.items()):
         row = rows.get(name)
         if row is None or not row.enabled or _spec_or_none(row) != resident.spec:
-            engine.pipelines.evict(name)
+            runner.pipelines.evict(name)
             dropped.append(name)
     adapters = {adapter.name: adapter for adapter in LoraAdapter.objects.all()}
-    for resident in engine.pipelines.models.values():
+    for resident in runner.pipelines.models.values():
         for name, lora in list(resident.loras.items()):
             row = adapters.get(name)
             if row is None or not row.enabled or row.weight_name != lora.weight_name:
-                engine.loras.drop(resident, name)
+                runner.loras.drop(resident, name)
                 dropped.append(f"{resident.spec.name}:{name}")
     if settings.DIFFUSION_PRELOAD:
         for row in rows.values():
-            if row.enabled and row.preload and row.name not in engine.pipelines.models:
+            if row.enabled and row.preload and row.name not in runner.pipelines.models:
                 spec = _spec_or_none(row)
                 if spec is None:
                     continue
-                engine.pipelines.get(spec)
+                runner.pipelines.get(spec)
                 loaded.append(row.name)
     logger.info("registry synced: loaded %s, dropped %s", loaded or "nothing", dropped or "nothing")
     return {"loaded": loaded, "dropped": dropped}

@@ -19,7 +19,7 @@ from image_model_domain.lifecycle import ProgressReporter, job_finish
 from image_model_domain.models import GenerationJob, JobStatus
 from tasks.outage import database_wait
 from tasks.saving import ImageRecorder, SaveFailed
-from tasks.specs import job_requests, processor
+from tasks.specs import engine, job_requests
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
 
     try:
         for request in requests:
-            stats = processor().generate(
+            stats = engine().generate(
                 request, on_step=on_step, on_batch=on_batch, on_preview=on_preview, on_batch_start=on_batch_start
             )
             stats_total["load_s"] += stats.load_s

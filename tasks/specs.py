@@ -113,7 +113,7 @@ def engine_config():  # noqa: ANN201
     )
 
 
-def processor():  # noqa: ANN201
+def engine():  # noqa: ANN201
     from services.engine import get_engine
 
     return get_engine(engine_config())

@@ -25,6 +25,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
+import redis
+import redis.asyncio
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import close_old_connections, connection
@@ -159,7 +162,6 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, A
 
 def _sync_client(socket_timeout: int) -> Any:
     """The process's redis-py client (its pool is thread-safe); reads that block need a longer socket timeout."""
-    import redis
 
     index = (settings.REDIS_URL, socket_timeout)
     client = _sync_clients.get(index)
@@ -172,7 +174,6 @@ def _sync_client(socket_timeout: int) -> Any:
 
 def _async_client() -> Any:
     """The event loop's redis.asyncio client: the feeds' blocking reads and the streams' history reads."""
-    import redis.asyncio
 
     clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(settings.REDIS_URL)
@@ -184,7 +185,6 @@ def _async_client() -> Any:
 
 
 def _read_redis_sync(stream: _Stream) -> Iterator[bytes]:
-    import redis
 
     client = _sync_client(KEEPALIVE_S + 10)
     try:
@@ -246,7 +246,6 @@ class _Feed:
                 del self.feeds[index]
 
     async def run(self) -> None:
-        import redis
 
         client = _async_client()
         try:
@@ -268,7 +267,6 @@ class _Feed:
 
 
 async def _read_redis_async(stream: _Stream) -> AsyncIterator[bytes]:
-    import redis
 
     feed, queue = _Feed.join(stream.key)
     try:
@@ -331,7 +329,6 @@ def _poll_row(job_id: Any, base: str, redact: bool) -> Iterator[bytes]:
 
 async def _poll_row_async(job_id: Any, base: str, redact: bool) -> AsyncIterator[bytes]:
     """_poll_row under ASGI: Django would read a sync iterator to its end before sending anything."""
-    from asgiref.sync import sync_to_async
 
     read = sync_to_async(_row_frames)
     sent: dict[str, Any] = {}
@@ -379,7 +376,6 @@ def _on_lookup_thread(function: Callable[..., T], *args: Any) -> T:
 
 def _redis_state(job_id: Any, cursor: str | None) -> tuple[bool, bool]:
     """(Redis answers, the job's stream holds events after `cursor`), in one round trip at connect."""
-    import redis
 
     try:
         after = _sync_client(2).xrange(events_key(job_id), min=f"({cursor}" if cursor else "-", count=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiRequest, extend_schema
+from rest_framework import status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,12 +14,22 @@ from common.api.errors import error_responses as errors
 from common.api.parsers import BoundedJSONParser
 from dataset_domain.models import Dataset
 from image_model_domain.api.generation_inputs import ImageToImageSerializer, TextToImageSerializer
-from image_model_domain.api.serializers import LegacyRandomDiffusionInput, RandomDiffusionInput
-from image_model_domain.api.views.common import accepted
+from image_model_domain.api.serializers import JobOutput, LegacyRandomDiffusionInput, RandomDiffusionInput
 from image_model_domain.api.views.openapi import IDEMPOTENCY_KEY, JOB_ACCEPTED, LOCATION, RETRY_AFTER, SUBMISSION_ERRORS
 from image_model_domain.api.views.throttling import SubmissionThrottle
 from image_model_domain.api.views.visibility import client_ip_of, owner_of
 from image_model_domain.jobs import job_create_generation, job_create_random_diffusion
+from image_model_domain.models import GenerationJob
+
+
+def accepted(request: Request, job: GenerationJob) -> Response:
+    """202 Accepted with the job and its URL in Location: the answer of every view that starts work.
+
+    The job is answered as the domain function returned it, not read again: its model and owner are
+    loaded, job_enqueue recorded the queue position it published and that a new job has no images."""
+    response = Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+    response["Location"] = request.build_absolute_uri(f"/api/v1/jobs/{job.pk}/")
+    return response
 
 
 class GenerationCreateView(APIView):

@@ -58,7 +58,7 @@ class Command(BaseCommand):
 
         from services.pngmeta import png_bytes
         from services.steps import denoising_steps
-        from tasks.specs import job_requests, processor
+        from tasks.specs import engine, job_requests
 
         init_path = options["init_image"]
         try:
@@ -95,7 +95,7 @@ class Command(BaseCommand):
                     path.write_bytes(png_bytes(output.image, output.recipe))
                     written.append((path, output.recipe.seed))
 
-            stats = processor().generate(generation, on_step=lambda n: bar.update(n) or True, on_batch=on_batch)
+            stats = engine().generate(generation, on_step=lambda n: bar.update(n) or True, on_batch=on_batch)
         for path, image_seed_used in written:
             self.stdout.write(f"{path} (seed {image_seed_used})")
         self.stdout.write(f"load {stats.load_s:.2f}s, inference {stats.inference_s:.2f}s")
