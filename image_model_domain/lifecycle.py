@@ -74,11 +74,15 @@ def _running(worker: str, now: datetime) -> dict[str, Any]:
 
 def batch_key(job: GenerationJob) -> dict[str, Any] | None:
     """What jobs must share to run in one batch: everything a pipeline call holds in common (the
-    model, LoRAs and their scales, scheduler, steps, guidance, size, previews). Prompts, negative
-    prompts and seeds are per image. Text-to-image only, for now; None for other jobs."""
-    if job.kind != JobKind.TEXT_TO_IMAGE:
+    model, LoRAs and their scales, scheduler, steps, guidance, size, previews; for image-to-image
+    the strength too). Prompts, negative prompts, seeds and init images are per image: the engine
+    batches images of one size together, so init images of different shapes still share the call
+    but run in batches of their own. None for random diffusion (one job, several models): it runs alone."""
+    if job.kind not in (JobKind.TEXT_TO_IMAGE, JobKind.IMAGE_TO_IMAGE):
         return None
     fields = ("model", "loras", "lora_scale", "scheduler", "steps", "guidance_scale", "width", "height", "preview")
+    if job.kind == JobKind.IMAGE_TO_IMAGE:
+        fields += ("strength",)
     if any(field not in job.params for field in fields):
         return None  # a row older than some of these keys runs alone
     return {f"params__{field}": job.params[field] for field in fields}

@@ -1,4 +1,4 @@
-"""Running claimed jobs through services/: one job, or several text-to-image jobs sharing their batches.
+"""Running claimed jobs through services/: one job, or several jobs of one kind sharing their batches.
 
 Jobs claimed together (image_model_domain/lifecycle.py jobs_claim) run as one request: their images
 denoise in the same pipeline calls, each with its own seed's generator, so each job's pixels are

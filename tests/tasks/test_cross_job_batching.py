@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import redis
 from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from PIL import Image
 
@@ -109,3 +110,41 @@ def test_with_cross_job_batching_off_each_job_runs_alone(start_worker, dev_model
     assert [job.status for job in jobs] == ["succeeded", "succeeded"]
     assert jobs[0].started_at != jobs[1].started_at
     worker.stop()
+
+
+def init_image(size: tuple[int, int], colour: tuple[int, int, int]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return SimpleUploadedFile("init.png", buffer.getvalue(), content_type="image/png")
+
+
+INITS = [((64, 64), (200, 40, 40)), ((64, 64), (40, 40, 200)), ((64, 48), (40, 160, 40))]
+
+
+def test_image_to_image_jobs_share_the_claim_each_with_its_own_init_image(batching_worker, dev_models) -> None:  # noqa: ANN001
+    def img2img(index: int, **kwargs) -> GenerationJob:  # noqa: ANN003
+        size, colour = INITS[index]
+        return submit(
+            "a red fox", 30 + index, **{"steps": 8, "strength": 0.5, "init_image": init_image(size, colour)} | kwargs
+        )
+
+    with transaction.atomic():
+        jobs = [img2img(index) for index in range(len(INITS))]
+        stronger = img2img(0, strength=0.75)  # another strength: another number of steps, not the same call
+    batched = [wait_for_job(job.pk, worker=batching_worker) for job in jobs]
+    stronger = wait_for_job(stronger.pk, worker=batching_worker)
+
+    assert all(job.status == "succeeded" for job in [*batched, stronger]), [job.error for job in batched]
+    assert {job.kind for job in batched} == {"image_to_image"}
+    assert len({job.started_at for job in batched}) == 1 and {job.attempts for job in batched} == {1}
+    assert stronger.started_at != batched[0].started_at
+    sizes = [GeneratedImage.objects.get(job=job) for job in batched]
+    assert [(image.width, image.height) for image in sizes] == [(64, 64), (64, 64), (64, 48)]
+    for job in batched:
+        assert job.progress_step == job.progress_total == 4  # int(8 x 0.5) steps of one image
+
+    for index, job in enumerate(batched):
+        alone = wait_for_job(img2img(index).pk, worker=batching_worker)
+        assert alone.status == "succeeded" and alone.started_at != job.started_at
+        difference = np.abs(png_pixels(alone).astype(np.int16) - png_pixels(job))
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, f"init image {index}"
