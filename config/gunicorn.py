@@ -22,8 +22,11 @@ worker_class = {"gthread": "gthread", "asgi": "uvicorn_worker.UvicornWorker", "s
 bind = [env_str("WEB_BIND", "0.0.0.0:8000")]
 workers = env_int("WEB_WORKERS", 2, minimum=1)
 # gthread only. Each thread may hold a PostgreSQL connection (DB_CONN_MAX_AGE): workers x threads
-# per web pod count against the server's max_connections.
-threads = env_int("WEB_THREADS", 8, minimum=1) if WEB_SERVER == "gthread" else 1
+# per web pod count against the server's max_connections. 2, not more: a submit is mostly Python
+# (~9 ms of CPU), and more threads in a process share the GIL, so every request in flight slows down
+# together; on 2 cores, 32 clients at 32 requests/s saw p99 38-39 ms with 2 threads, 45-79 ms with 4 and 59 ms
+# with 8 (docs/benchmarks.md, part (e)). Behind the proxy a slow client holds nginx, not a thread.
+threads = env_int("WEB_THREADS", 2, minimum=1) if WEB_SERVER == "gthread" else 1
 timeout = env_int("WEB_TIMEOUT_S", 60, minimum=1)
 graceful_timeout = timeout
 keepalive = 5  # seconds an idle client connection stays open (behind a proxy that reuses them)

@@ -27,7 +27,7 @@ def effective(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("server", "worker_class", "app", "threads"),
     [
-        ("gthread", "gthread", "config.wsgi:application", "8"),
+        ("gthread", "gthread", "config.wsgi:application", "2"),
         ("asgi", "uvicorn_worker.UvicornWorker", "config.asgi:application", "1"),
         ("sync", "sync", "config.wsgi:application", "1"),
     ],
