@@ -69,21 +69,23 @@ def job_enqueue(*, job: GenerationJob) -> None:
     """
 
     def publish() -> None:
+        # Counted once: the 202 answer (JobOutput) reads the position published here. Published before
+        # the message leaves, so that a worker's "started" can never come before "queued" on the stream.
+        job.position = queue_position(job)
+        event_publish(job.pk, "queued", {"position": job.position})
         try:
             app.send_task(RUN_JOB_TASK, args=[str(job.pk)], queue=job.queue, retry=True)
         except Exception as error:  # kombu raises many kinds; every one means "not queued"
             logger.error("could not enqueue job %s: %s", job.pk, error)
-            if job.attempts == 0:  # a new job: keep nothing of it, neither the row nor its init image
+            if job.attempts == 0:  # a new job: keep nothing of it, neither the row, its init image nor its events
                 GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
                 if job.init_image:
                     job.init_image.storage.delete(job.init_image.name)
+                events_forget(job.pk)
             raise BrokerUnavailable(
                 f"The queue is unavailable (the message broker did not answer: {type(error).__name__}); "
                 "nothing was kept, try again shortly."
             ) from error
-        # Counted once: the 202 answer (JobOutput) reads the position published here.
-        job.position = queue_position(job)
-        event_publish(job.pk, "queued", {"position": job.position})
         if job.attempts == 0:
             # Note: imported here so that workers (which re-enqueue) do not list the web tier's
             # counters on their own metrics port (tasks/metrics.py serves the default registry).
