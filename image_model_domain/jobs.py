@@ -78,7 +78,12 @@ def job_enqueue(*, job: GenerationJob) -> None:
         except Exception as error:  # kombu raises many kinds; every one means "not queued"
             logger.error("could not enqueue job %s: %s", job.pk, error)
             if job.attempts == 0:  # a new job: keep nothing of it, neither the row, its init image nor its events
-                GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
+                deleted, _ = GenerationJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).delete()
+                if not deleted:
+                    # A worker already took it beside another job (cross-job batching): it is running,
+                    # so it was queued after all, and its init image is in use.
+                    logger.info("job %s was claimed before its own message was sent", job.pk)
+                    return
                 if job.init_image:
                     job.init_image.storage.delete(job.init_image.name)
                 events_forget(job.pk)

@@ -45,13 +45,23 @@ def jobs_claim(*, job_id: str, worker: str, batch_images: int = 1) -> list[Gener
     # A retry after a database blip that struck once the UPDATE had committed finds the jobs already
     # ours: one process runs one claim at a time, so RUNNING under this worker's name is this delivery.
     if not claimed:
-        if not GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).exists():
+        job = GenerationJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).first()
+        if job is None:
             return []
-        job = GenerationJob.objects.get(pk=job_id)
-        companions = list(
-            GenerationJob.objects.filter(status=JobStatus.RUNNING, worker=worker)
-            .exclude(pk=job_id)
-            .values_list("pk", flat=True)
+        # The companions of that same claim only: one claim stamps one started_at on all its jobs, and
+        # shares their batch key. Other jobs left RUNNING under this name (an outcome not yet recorded
+        # when the database went away) are the reconciler's, not this run's.
+        key = batch_key(job)
+        companions = (
+            list(
+                GenerationJob.objects.filter(
+                    status=JobStatus.RUNNING, worker=worker, started_at=job.started_at, kind=job.kind, **key
+                )
+                .exclude(pk=job_id)
+                .values_list("pk", flat=True)
+            )
+            if key is not None
+            else []
         )
     jobs = [job, *GenerationJob.objects.filter(pk__in=companions).order_by("queued_at")]
     for each in jobs:

@@ -89,12 +89,28 @@ class ResidentModel:
         return self._img2img
 
 
+PICKLED_WEIGHT_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+
+
 def _load_single_file(pipeline_class: Any, spec: ModelSpec, dtype: torch.dtype, extra: dict[str, Any]) -> Any:
     """An original-layout checkpoint in one file; its component configs and tokenizers come from ``spec.config``."""
     if Path(spec.source).suffix != ".safetensors":
         # from_single_file would torch.load a .ckpt, which unpickles (DESIGN rule 7).
         raise ModelUnavailable(f"Model {spec.name!r}: only .safetensors single-file checkpoints are accepted.")
     local_config = bool(spec.config) and Path(spec.config).is_dir()
+    if local_config:
+        # A component missing from the file is loaded from the config directory, by diffusers without
+        # use_safetensors: a pickled weight file there would be unpickled (DESIGN rule 7).
+        pickled = sorted(
+            str(path.relative_to(spec.config))
+            for path in Path(spec.config).rglob("*")
+            if path.suffix in PICKLED_WEIGHT_SUFFIXES
+        )
+        if pickled:
+            raise ModelUnavailable(
+                f"Model {spec.name!r}: its config directory holds pickled weights ({', '.join(pickled[:3])}); "
+                "only .safetensors weights are loaded."
+            )
     try:
         return pipeline_class.from_single_file(
             spec.source, config=spec.config or None, local_files_only=local_config, dtype=dtype, **extra

@@ -45,6 +45,7 @@ class _Member:
         self.status, self.error = JobStatus.SUCCEEDED, ""
         self.stopped = False  # cancelled or failed: nothing more of it is stored
         self.finished = False
+        self.pending = 0  # its images not yet out of the pipeline
 
     def stop(self, status: str, error: str) -> None:
         if not self.stopped:
@@ -62,6 +63,9 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
 
     members = [_Member(job) for job in jobs]
     requests = _requests(members)
+    for member in members:
+        if member.stopped:  # its requests could not be built: it fails now, not after the others' run
+            _finish(member, {"load_s": 0.0, "inference_s": 0.0})
     in_call: list[tuple[_Member, int]] = []  # the jobs the running pipeline call holds, with their image counts
     stats_total = {"load_s": 0.0, "inference_s": 0.0}
     batches: list[tuple[float, float]] = []
@@ -74,11 +78,19 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
             if not member.stopped and not member.reporter.step(count if increment else 0):
                 member.stop(JobStatus.CANCELLED, "Cancelled while running.")
                 _finish(member, stats_total)  # at once: the others' images may still be denoising
+        # Jobs whose images wait for a later pipeline call (another size or prompt length): their
+        # heartbeat goes on (or the reconciler would think their worker dead) and a cancel stops them.
+        holding = [member for member, _ in in_call]
+        for member in members:
+            if member.pending and member not in holding and not member.stopped and not member.reporter.step(0):
+                member.stop(JobStatus.CANCELLED, "Cancelled while waiting for its batch.")
+                _finish(member, stats_total)
         return not all(member.stopped for member in members)
 
     def on_batch(outputs: list) -> None:
         for position, member in enumerate(members):
             mine = [output for output in outputs if output.meta["job"] == position]
+            member.pending -= len(mine)
             if mine and not member.stopped:
                 try:
                     member.recorder.save(mine)
@@ -124,6 +136,7 @@ def _requests(members: list[_Member]) -> list:
         for request in own:
             for item in request.items:
                 item.meta = {**item.meta, "job": position}
+            member.pending += len(request.items)
         requests += own
     if len(requests) > 1 and len(members) > 1:  # claimed together: one model, scheduler, size (batch_key)
         items = [item for request in requests for item in request.items]

@@ -112,3 +112,21 @@ def test_with_cross_job_batching_off_a_claim_takes_one_job(settings) -> None:  #
     first, second = (job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox") for _ in range(2))
     assert [job.pk for job in jobs_claim(job_id=first.pk, worker="w1:10", batch_images=4)] == [first.pk]
     assert GenerationJob.objects.get(pk=second.pk).status == JobStatus.QUEUED
+
+
+def test_a_retried_claim_gets_back_its_own_companions_only(settings) -> None:  # noqa: ANN001
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    DLModel.objects.create(name="tiny-sd-b", source="dev/tiny-sd-b", resolution=64)
+    # An earlier run of this worker process whose outcome was never recorded (the database went away):
+    # its job is still RUNNING under the same name, with another model.
+    earlier = job_create_generation(owner=None, model_name="tiny-sd-b", prompt="a cat")
+    assert [job.pk for job in jobs_claim(job_id=earlier.pk, worker="w1:10", batch_images=4)] == [earlier.pk]
+
+    leader = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", seed=1)
+    companion = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a lighthouse", seed=2)
+    first = jobs_claim(job_id=leader.pk, worker="w1:10", batch_images=4)
+    assert [job.pk for job in first] == [leader.pk, companion.pk]
+    # The same claim retried (its UPDATE had committed): the same two, not the earlier run's job.
+    again = jobs_claim(job_id=leader.pk, worker="w1:10", batch_images=4)
+    assert [job.pk for job in again] == [leader.pk, companion.pk]

@@ -56,3 +56,14 @@ def test_a_pickled_single_file_is_refused_before_anything_is_read(root: Path) ->
     spec = ModelSpec(name="evil", source=str(pickle), resolution=64, config=str(root / "sd"))
     with pytest.raises(ModelUnavailable, match="safetensors"):
         DiffusersEngine(EngineConfig()).pipelines.get(spec)
+
+
+def test_a_config_directory_holding_pickled_weights_is_refused_before_anything_is_read(root: Path) -> None:
+    import shutil
+
+    config = root / "sd-with-pickle"
+    shutil.copytree(root / "sd", config, dirs_exist_ok=True)
+    (config / "vae" / "diffusion_pytorch_model.bin").write_bytes(b"a pickle would run code when loaded")
+    spec = ModelSpec(name="mixed", source=str(root / "sd.safetensors"), resolution=64, config=str(config))
+    with pytest.raises(ModelUnavailable, match=r"pickled weights \(vae/diffusion_pytorch_model.bin\)"):
+        DiffusersEngine(EngineConfig()).pipelines.get(spec)
