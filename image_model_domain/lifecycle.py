@@ -137,33 +137,36 @@ class ProgressReporter:
     cancelled job stop within one step.
     """
 
-    def __init__(self, job_id: str, total: int, interval_s: float | None = None) -> None:
+    def __init__(self, job_id: str, total: int, interval_s: float | None = None, attempt: int | None = None) -> None:
         self.job_id = job_id
         self.total = total
         self.done = 0
         self.interval_s = settings.JOB_PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self.attempt = attempt  # the claimed attempt: once the job is another attempt's, this run stops
         self._last_write = 0.0
 
     def step(self, increment: int = 1) -> bool:
         """Record steps done; return False when the job has been asked to stop."""
         self.done = min(self.total, self.done + increment)
-        if increment:
-            event_publish(self.job_id, "progress", {"step": self.done, "total": self.total})
         now = time.monotonic()
+        ours = GenerationJob.objects.filter(pk=self.job_id)
+        if self.attempt is not None:
+            ours = ours.filter(attempts=self.attempt)
         try:
             if now - self._last_write >= self.interval_s or self.done >= self.total:
                 self._last_write = now
-                GenerationJob.objects.filter(pk=self.job_id).update(
-                    progress_step=self.done, heartbeat_at=timezone.now()
-                )
-            # None: the job was deleted while running, which stops it as a cancel would.
-            cancel = GenerationJob.objects.filter(pk=self.job_id).values_list("cancel_requested", flat=True).first()
+                ours.update(progress_step=self.done, heartbeat_at=timezone.now())
+            # None: the job was deleted while running, or the reconciler gave this worker up and the job
+            # is another attempt's now; either stops it as a cancel would (its late outcome is refused too).
+            cancel = ours.values_list("cancel_requested", flat=True).first()
         except (OperationalError, InterfaceError) as error:
             # The database is briefly away: the job goes on; progress and the cancel flag are read
             # again at the next step (and the outcome is recorded once the database is back).
             logger.warning("progress not recorded: %s", str(error).strip())
             connection.close()
-            return True
+            cancel = False
+        if increment and cancel is False:
+            event_publish(self.job_id, "progress", {"step": self.done, "total": self.total})
         return cancel is False
 
     def preview(self, images: list[tuple[dict, bytes]]) -> None:

@@ -41,7 +41,7 @@ class _Member:
     def __init__(self, job: GenerationJob) -> None:
         self.job = job
         self.recorder = ImageRecorder(job, queue_depth=settings.DIFFUSION_SAVE_QUEUE_DEPTH)
-        self.reporter = ProgressReporter(str(job.pk), job.progress_total)
+        self.reporter = ProgressReporter(str(job.pk), job.progress_total, attempt=job.attempts)
         self.status, self.error = JobStatus.SUCCEEDED, ""
         self.stopped = False  # cancelled or failed: nothing more of it is stored
         self.finished = False

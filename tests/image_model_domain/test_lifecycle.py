@@ -130,3 +130,24 @@ def test_a_retried_claim_gets_back_its_own_companions_only(settings) -> None:  #
     # The same claim retried (its UPDATE had committed): the same two, not the earlier run's job.
     again = jobs_claim(job_id=leader.pk, worker="w1:10", batch_images=4)
     assert [job.pk for job in again] == [leader.pk, companion.pk]
+
+
+def test_a_worker_given_up_on_stops_at_its_next_step_and_leaves_the_new_attempt_alone(settings) -> None:  # noqa: ANN001
+    from image_model_domain.lifecycle import ProgressReporter
+
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    job = job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=10)
+    stale = job_claim(job_id=job.pk, worker="w1:10")
+    stale_progress = ProgressReporter(str(job.pk), 10, interval_s=0, attempt=stale.attempts)
+    assert stale_progress.step() is True
+    GenerationJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, worker="")  # the reconciler
+    fresh = job_claim(job_id=job.pk, worker="w2:20")
+    fresh_progress = ProgressReporter(str(job.pk), 10, interval_s=0, attempt=fresh.attempts)
+    assert fresh_progress.step() is True
+    heartbeat = GenerationJob.objects.get(pk=job.pk).heartbeat_at
+
+    assert [stale_progress.step() for _ in range(3)] == [False, False, False]  # told to stop, as a cancel
+    row = GenerationJob.objects.get(pk=job.pk)
+    assert (row.progress_step, row.heartbeat_at, row.worker) == (1, heartbeat, "w2:20")  # nothing written
+    assert fresh_progress.step() is True and GenerationJob.objects.get(pk=job.pk).progress_step == 2
