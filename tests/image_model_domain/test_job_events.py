@@ -363,3 +363,19 @@ def test_under_asgi_without_redis_row_events_arrive_while_the_job_waits(settings
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_stalled_lookup_is_a_503_and_does_not_hold_up_the_others() -> None:
+    import threading
+
+    from common.api.errors import ServiceUnavailable
+    from image_model_domain.api.views.events import _on_lookup_thread
+
+    release = threading.Event()
+    with pytest.raises(ServiceUnavailable, match="did not answer in time"):
+        _on_lookup_thread(release.wait, 30, timeout_s=0.2)  # a read that hangs, as on a stalled database
+    # Another stream's lookup still runs (on another lookup thread) while the first one hangs.
+    started = time.monotonic()
+    assert _on_lookup_thread(lambda: GenerationJob.objects.count(), timeout_s=5) == 0
+    assert time.monotonic() - started < 5
+    release.set()

@@ -17,12 +17,14 @@ EventSource to stop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, ClassVar, TypeVar
 
 import redis
@@ -40,7 +42,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api.errors import error_responses
+from common.api.errors import ServiceUnavailable, error_responses
 from image_model_domain.api.views.visibility import visible_to
 from image_model_domain.events import Event, events_enabled, events_from_row, events_key, final_event
 from image_model_domain.models import ACTIVE_STATUSES, GenerationJob
@@ -349,20 +351,22 @@ def _job_lookup(jobs: QuerySet, with_row_events: bool) -> tuple[GenerationJob | 
     return job, events_from_row(job) if job is not None and with_row_events else []
 
 
-_lookup_thread: ThreadPoolExecutor | None = None
+LOOKUP_THREADS = 4  # each keeps its own database connection
+LOOKUP_TIMEOUT_S = 10.0
+# Threads start on first use; under WSGI none ever does.
+_lookup_threads = ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="job-events-lookup")
 
 
-def _on_lookup_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run a database read on the process's lookup thread, which keeps its connection between streams.
+def _on_lookup_thread(function: Callable[..., T], *args: Any, timeout_s: float = LOOKUP_TIMEOUT_S) -> T:
+    """Run a database read on one of the process's lookup threads, which keep their connections between streams.
 
     Under ASGI Django runs each request's sync code on a thread of its own, so a read there opens a new
     database connection every time: a PostgreSQL backend started and stopped for each stream that connects
-    (about 4 ms of CPU on the database server, more than the rest of the stream's set-up). The lookup thread's
+    (about 4 ms of CPU on the database server, more than the rest of the stream's set-up). A lookup thread's
     connection lives like a WSGI thread's, for CONN_MAX_AGE. The client's token or session is read there too.
+    A read that does not answer within `timeout_s` (a stalled database) is a 503, and the other threads go on
+    serving other streams meanwhile.
     """
-    global _lookup_thread
-    if _lookup_thread is None:
-        _lookup_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-events-lookup")
 
     def run() -> T:
         close_old_connections()  # what a request's start does: drop a connection past its age or broken
@@ -371,7 +375,11 @@ def _on_lookup_thread(function: Callable[..., T], *args: Any) -> T:
         finally:
             close_old_connections()
 
-    return _lookup_thread.submit(run).result()
+    future = _lookup_threads.submit(contextvars.copy_context().run, run)
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        raise ServiceUnavailable("The database did not answer in time; try again shortly.") from None
 
 
 def _redis_state(job_id: Any, cursor: str | None) -> tuple[bool, bool]:
@@ -423,7 +431,7 @@ class JobEventsView(APIView):
             (204, "text/event-stream"): OpenApiResponse(
                 description="The job has finished and its final event was already sent: nothing more will come."
             ),
-            **{(code, "application/json"): response for code, response in error_responses(400, 401, 404).items()},
+            **{(code, "application/json"): response for code, response in error_responses(400, 401, 404, 503).items()},
         },
     )
     def get(self, request: Request, pk: str) -> HttpResponse:
