@@ -80,6 +80,20 @@ def django_prepare() -> None:
     shutil.rmtree(MEDIA_ROOT, ignore_errors=True)
     MEDIA_ROOT.mkdir(parents=True)
     redis.Redis.from_url(REDIS_URL).flushdb()  # the bench's own Redis database: no stale messages
+    database_vacuum()
+
+
+def database_vacuum() -> None:
+    """VACUUM ANALYZE the bench database, so a part starts without the dead rows of what ran before.
+
+    PostgreSQL's autovacuum does this where it runs (the server default). Where it is off, as on the
+    development machines, every job a phase deleted stays in the job table's indexes and the next phase's
+    queries read it: 24 000 dead rows after a few runs of part (e) made the cap's count 5 ms instead of 1.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
 
 
 # --------------------------------------------------------------------------------------------------

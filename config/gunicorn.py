@@ -12,8 +12,9 @@ Values come from the environment through config.env, strictly: a bad one stops s
 from __future__ import annotations
 
 import os
+import sys
 
-from config.env import env_int, env_str
+from config.env import env_float, env_int, env_str
 
 WEB_SERVER = env_str("WEB_SERVER", "gthread", choices=("gthread", "asgi", "sync"))
 
@@ -27,6 +28,12 @@ workers = env_int("WEB_WORKERS", 2, minimum=1)
 # together; on 2 cores, 32 clients at 32 requests/s saw p99 38-39 ms with 2 threads, 45-79 ms with 4 and 59 ms
 # with 8 (docs/benchmarks.md, part (e)). Behind the proxy a slow client holds nginx, not a thread.
 threads = env_int("WEB_THREADS", 2, minimum=1) if WEB_SERVER == "gthread" else 1
+# How long a thread that computes keeps the GIL while another waits for it (Python's default: 5 ms).
+# A submit is ~15 short waits on PostgreSQL and Redis; after each, its thread waits for the GIL again,
+# up to the whole interval while a request in the process's other thread computes. At 1 ms the idle p99 of
+# part (e) went from 36-106 ms to 30-41 ms in side-by-side runs, and 2 workers generating made no difference
+# (docs/benchmarks.md).
+gil_switch_interval_ms = env_float("WEB_GIL_SWITCH_INTERVAL_MS", 1.0, minimum=0.01)
 timeout = env_int("WEB_TIMEOUT_S", 60, minimum=1)
 graceful_timeout = timeout
 keepalive = 5  # seconds an idle client connection stays open (behind a proxy that reuses them)
@@ -36,3 +43,7 @@ if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 accesslog = None
 errorlog = "-"
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 (gunicorn's hook signature)
+    sys.setswitchinterval(gil_switch_interval_ms / 1000)
