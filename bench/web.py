@@ -79,7 +79,7 @@ def web_server(env: dict[str, str], server: str, *, queue: str = SINK) -> Iterat
     """The production web command with WEB_SERVER=server on a free local port; jobs go to `queue`."""
     port = free_port()
     server_env = {
-        **os.environ, **env, "WEB_SERVER": server, "WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": os.environ.get("WEB_WORKERS_OVERRIDE", "2"),
+        **os.environ, **env, "WEB_SERVER": server, "WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "2",
         "DIFFUSION_DEFAULT_QUEUE": queue, "API_ALLOW_ANONYMOUS": "true", "API_SUBMISSION_RATE": "1000000/minute",
         "API_MAX_QUEUED_JOBS_PER_ANONYMOUS_IP": "1000000", "LOG_LEVEL": "WARNING",
     }  # fmt: skip
