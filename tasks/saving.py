@@ -121,6 +121,7 @@ class ImageRecorder:
                 recipe=output.recipe,
                 png=png,
                 source_image_id=output.meta.get("source_image_id"),
+                attempt=self.job.attempts,
             ),
             what="recording an image",
         )

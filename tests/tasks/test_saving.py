@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
@@ -77,3 +78,30 @@ def test_a_failed_save_fails_the_job_naming_the_image_and_stores_nothing_after_i
     assert sorted(GeneratedImage.objects.filter(job=job).values_list("index", flat=True)) == [0, 1]
     assert GeneratedImage.objects.get(job=job, index=1).pk == squatter.pk
     assert not list((settings.MEDIA_ROOT / "generated").rglob(f"{job.pk}-0001*.png"))  # no file without its row
+
+
+def test_a_worker_given_up_on_stores_no_image_into_the_attempt_that_replaced_it(claimed_job, settings) -> None:  # noqa: ANN001
+    from image_model_domain.models import JobStatus
+    from services.types import Output, Recipe
+    from tasks.saving import ImageRecorder, SaveFailed
+
+    settings.DIFFUSION_SAVE_QUEUE_DEPTH = 0  # stored inline: the failure is raised by save() itself
+    stale = claimed_job()
+    GenerationJob.objects.filter(pk=stale.pk).update(status=JobStatus.QUEUED, worker="")  # the reconciler
+    fresh = job_claim(job_id=stale.pk, worker="w2")
+    assert (stale.attempts, fresh.attempts) == (1, 2)
+    recipe = Recipe(
+        prompt="a red fox", negative_prompt="", model="tiny-sd-a", model_source="dev/tiny-sd-a", model_revision=None,
+        loras=(), lora_scale=1.0, scheduler="euler", steps=2, guidance_scale=7.5, strength=None,
+        init_image_sha256=None, width=64, height=64, seed=1, dtype="float32", device="cpu", versions={},
+    )  # fmt: skip
+    late = Output(image=Image.new("RGB", (64, 64), "red"), recipe=recipe, meta={"index": 0})
+
+    with pytest.raises(SaveFailed, match="no longer running attempt 1"):
+        ImageRecorder(stale).save([late])
+    assert not GeneratedImage.objects.filter(job=stale.pk).exists()
+    assert not list(Path(settings.MEDIA_ROOT).rglob(f"{stale.pk}-*.png"))  # the file is gone with the row
+
+    ImageRecorder(fresh).save([Output(image=Image.new("RGB", (64, 64), "blue"), recipe=recipe, meta={"index": 0})])
+    stored = GeneratedImage.objects.get(job=fresh.pk)
+    assert stored.index == 0 and Image.open(stored.file.path).getpixel((0, 0)) == (0, 0, 255)
