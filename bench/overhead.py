@@ -142,7 +142,8 @@ def job_status(job_id: Any) -> str:
 
 
 def progress_checks_ms(job_id: Any, repeats: int) -> float:
-    """What the worker's per-step callback costs one job (on_step(0), then once per step), timed on its own."""
+    """What a job's progress I/O costs (a sync at the start, then one per step), timed on its own: in a worker,
+    its pump thread does this work while the model runs (tasks/progress.py)."""
     from image_model_domain.lifecycle import ProgressReporter
 
     samples = []

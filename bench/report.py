@@ -113,9 +113,9 @@ def overhead_section(result: OverheadResult) -> list[str]:
         "| --- | ---: |",
         *(f"| {name} | {median(values):.1f} |" for name, values in result.parts_ms.items()),
         f"| (b) - inference_s: everything outside the worker's model run | {result.outside_inference_ms:.1f} |",
-        f"| progress + cancel checks inside the loop ({STEPS + 1} `ProgressReporter.step` calls, timed alone) | "
-        f"{result.progress_checks_ms:.1f} |",
-        f"| the worker's inference_s - (a): those checks plus the model run's variance | "
+        f"| progress + cancel I/O of a job ({STEPS + 1} `ProgressReporter.step` calls, timed alone; the worker's "
+        f"pump thread does it, outside the denoising loop) | {result.progress_checks_ms:.1f} |",
+        f"| the worker's inference_s - (a): the model run's variance, and the pump's and saver's share of the CPU | "
         f"{(median(result.job_inference_s) - bare) * 1000:.1f} |",
         "",
     ]

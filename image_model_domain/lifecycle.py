@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 import time
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from image_model_domain.events import event_publish, events_forget, final_event, positions_publish
+from image_model_domain.events import event_publish, events_forget, events_publish, final_event, positions_publish
 from image_model_domain.jobs import image_delete, job_enqueue, job_reroute
 from image_model_domain.models import GenerationJob, JobKind, JobStatus
 from image_model_domain.webhooks import webhook_schedule
@@ -131,10 +133,14 @@ def _started(job: GenerationJob, now: datetime) -> None:
 
 
 class ProgressReporter:
-    """Writes progress and heartbeat at a bounded rate; reads the cancel flag on every step.
+    """A running job's progress and heartbeat, written at a bounded rate, and its cancel flag.
 
-    Reading the flag costs one indexed primary-key lookup per denoising step, which is what lets a
-    cancelled job stop within one step.
+    `advance()` only counts: the denoising loop calls it every step and never waits on PostgreSQL or
+    Redis. `sync()` does the I/O: it writes progress and heartbeat (every `interval_s`, and the last
+    step), reads the cancel flag (one indexed primary-key lookup) and publishes a `progress` event for
+    every step counted since the last sync. In a worker, a ProgressPump thread (tasks/progress.py) calls
+    `sync()` while the model runs, so a cancelled job stops at the first step after the pump has seen
+    the flag. `step()` is both at once, for callers without a pump.
     """
 
     def __init__(self, job_id: str, total: int, interval_s: float | None = None, attempt: int | None = None) -> None:
@@ -143,31 +149,58 @@ class ProgressReporter:
         self.done = 0
         self.interval_s = settings.JOB_PROGRESS_INTERVAL_S if interval_s is None else interval_s
         self.attempt = attempt  # the claimed attempt: once the job is another attempt's, this run stops
+        self.stopped = False  # seen asked to stop: cancelled, deleted, or given to another attempt
         self._last_write = 0.0
+        self._last_sync = 0.0
+        self._written = 0
+        self._unpublished: deque[int] = deque()  # `done` after each advance, not yet published as an event
+        self._sync_lock = threading.Lock()  # the pump's sync and the run's last one never overlap
+
+    def advance(self, increment: int = 1) -> bool:
+        """Count steps done (0: none, the job is only waiting); False once the job has been seen asked to stop."""
+        self.done = min(self.total, self.done + increment)
+        if increment:
+            self._unpublished.append(self.done)
+        return not self.stopped
+
+    def sync(self) -> None:
+        """Write progress and heartbeat when due, read the cancel flag, publish the steps counted since the last."""
+        with self._sync_lock:
+            done, now = self.done, time.monotonic()
+            self._last_sync = now
+            ours = GenerationJob.objects.filter(pk=self.job_id)
+            if self.attempt is not None:
+                ours = ours.filter(attempts=self.attempt)
+            try:
+                if now - self._last_write >= self.interval_s or (done >= self.total and self._written < done):
+                    self._last_write, self._written = now, done
+                    ours.update(progress_step=done, heartbeat_at=timezone.now())
+                # None: the job was deleted while running, or the reconciler gave this worker up and the job
+                # is another attempt's now; either stops it as a cancel would (its late outcome is refused too).
+                cancel = ours.values_list("cancel_requested", flat=True).first()
+            except (OperationalError, InterfaceError) as error:
+                # The database is briefly away: the job goes on; progress and the cancel flag are read
+                # again at the next sync (and the outcome is recorded once the database is back).
+                logger.warning("progress not recorded: %s", str(error).strip())
+                connection.close()
+                cancel = False
+            steps = []
+            while self._unpublished:  # appended to by advance() meanwhile: taken one by one, none lost
+                steps.append(self._unpublished.popleft())
+            if cancel is not False:
+                self.stopped = True
+            elif steps:
+                events_publish([(self.job_id, "progress", {"step": step, "total": self.total}) for step in steps])
+
+    def sync_due(self, now: float) -> bool:
+        """Steps wait to be published, or the heartbeat is due (a job waiting for a later pipeline call)."""
+        return bool(self._unpublished) or now - self._last_sync >= self.interval_s
 
     def step(self, increment: int = 1) -> bool:
-        """Record steps done; return False when the job has been asked to stop."""
-        self.done = min(self.total, self.done + increment)
-        now = time.monotonic()
-        ours = GenerationJob.objects.filter(pk=self.job_id)
-        if self.attempt is not None:
-            ours = ours.filter(attempts=self.attempt)
-        try:
-            if now - self._last_write >= self.interval_s or self.done >= self.total:
-                self._last_write = now
-                ours.update(progress_step=self.done, heartbeat_at=timezone.now())
-            # None: the job was deleted while running, or the reconciler gave this worker up and the job
-            # is another attempt's now; either stops it as a cancel would (its late outcome is refused too).
-            cancel = ours.values_list("cancel_requested", flat=True).first()
-        except (OperationalError, InterfaceError) as error:
-            # The database is briefly away: the job goes on; progress and the cancel flag are read
-            # again at the next step (and the outcome is recorded once the database is back).
-            logger.warning("progress not recorded: %s", str(error).strip())
-            connection.close()
-            cancel = False
-        if increment and cancel is False:
-            event_publish(self.job_id, "progress", {"step": self.done, "total": self.total})
-        return cancel is False
+        """advance() and sync() at once: False when the job has been asked to stop."""
+        self.advance(increment)
+        self.sync()
+        return not self.stopped
 
     def preview(self, images: list[tuple[dict, bytes]]) -> None:
         """Publish previews ([(an image's meta, JPEG bytes)]) as one event, inline as data: URLs."""

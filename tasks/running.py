@@ -18,6 +18,7 @@ from django.conf import settings
 from image_model_domain.lifecycle import ProgressReporter, job_finish
 from image_model_domain.models import GenerationJob, JobStatus
 from tasks.outage import database_wait
+from tasks.progress import pump
 from tasks.saving import ImageRecorder, SaveFailed
 from tasks.specs import engine, job_requests
 
@@ -42,6 +43,7 @@ class _Member:
         self.job = job
         self.recorder = ImageRecorder(job, queue_depth=settings.DIFFUSION_SAVE_QUEUE_DEPTH)
         self.reporter = ProgressReporter(str(job.pk), job.progress_total, attempt=job.attempts)
+        pump().watch(self.reporter)
         self.status, self.error = JobStatus.SUCCEEDED, ""
         self.stopped = False  # cancelled or failed: nothing more of it is stored
         self.finished = False
@@ -74,15 +76,17 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
         in_call[:] = [(members[position], count) for position, count in Counter(m["job"] for m in metas).items()]
 
     def on_step(increment: int) -> bool:
+        # Counting only: the pump's thread writes progress and reads the cancel flags (tasks/progress.py).
         for member, count in in_call:
-            if not member.stopped and not member.reporter.step(count if increment else 0):
+            if not member.stopped and not member.reporter.advance(count if increment else 0):
                 member.stop(JobStatus.CANCELLED, "Cancelled while running.")
                 _finish(member, stats_total)  # at once: the others' images may still be denoising
-        # Jobs whose images wait for a later pipeline call (another size or prompt length): their
-        # heartbeat goes on (or the reconciler would think their worker dead) and a cancel stops them.
+        pump().wake()
+        # Jobs whose images wait for a later pipeline call (another size or prompt length): the pump keeps
+        # their heartbeat (or the reconciler would think their worker dead) and a cancel stops them.
         holding = [member for member, _ in in_call]
         for member in members:
-            if member.pending and member not in holding and not member.stopped and not member.reporter.step(0):
+            if member.pending and member not in holding and not member.stopped and member.reporter.stopped:
                 member.stop(JobStatus.CANCELLED, "Cancelled while waiting for its batch.")
                 _finish(member, stats_total)
         return not all(member.stopped for member in members)
@@ -116,6 +120,10 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
     except Exception as failure:  # recorded on each job still running; the worker lives on
         for member in members:
             member.stop(JobStatus.FAILED, failure_message(failure, member.job))
+    except BaseException:  # the process is stopping: its pump must not keep the jobs it leaves looking alive
+        for member in members:
+            pump().unwatch(member.reporter)
+        raise
     for member in members:
         _finish(member, stats_total)
     return [
@@ -161,6 +169,7 @@ def _finish(member: _Member, stats: dict[str, float]) -> None:
         return
     member.finished = True
     job = member.job
+    pump().unwatch(member.reporter)  # its last progress is written and published before its outcome
     try:
         member.recorder.close()
     except SaveFailed as failure:
