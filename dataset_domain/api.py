@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api.errors import error_responses as errors
-from common.api.files import media_file_response
+from common.api.files import file_responses, media_file_response
 from common.api.permissions import IsStaffOrReadOnly
 from common.api.strict import RejectUnknownFields
 from dataset_domain.datasets import dataset_create, dataset_image_add
@@ -173,7 +173,7 @@ class DatasetImageFileView(APIView):
 
     @extend_schema(
         responses={
-            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The dataset image as uploaded."),
+            **file_responses("The dataset image as uploaded."),
             **errors(401, 404),
         },
         summary="A dataset image's file",

@@ -9,7 +9,6 @@ from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django_filters import rest_framework as filters
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.exceptions import NotFound
@@ -18,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api.errors import error_responses as errors
-from common.api.files import media_file_response
+from common.api.files import file_responses, media_file_response
 from common.api.filters import StrictFilterSet
 from image_model_domain.api.serializers import JobOutput, QueueEntryOutput
 from image_model_domain.api.views.openapi import FINISHED_JOB_EXAMPLE, JOB_EXAMPLE
@@ -94,7 +93,7 @@ class JobDetailView(generics.RetrieveDestroyAPIView):
 class JobInitImageView(APIView):
     @extend_schema(
         responses={
-            (200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The image-to-image job's start image."),
+            **file_responses("The image-to-image job's start image, as uploaded."),
             **errors(401, 404),
         },
         summary="An image-to-image job's init image",
