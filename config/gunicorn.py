@@ -26,13 +26,13 @@ workers = env_int("WEB_WORKERS", 2, minimum=1)
 # per web pod count against the server's max_connections. 2, not more: a submit is mostly Python
 # (~9 ms of CPU), and more threads in a process share the GIL, so every request in flight slows down
 # together; on 2 cores, 32 clients at 32 requests/s saw p99 38-39 ms with 2 threads, 45-79 ms with 4 and 59 ms
-# with 8 (docs/benchmarks.md, part (e)). Behind the proxy a slow client holds nginx, not a thread.
+# with 8 (docs/benchmarks-web.md). Behind the proxy a slow client holds nginx, not a thread.
 threads = env_int("WEB_THREADS", 2, minimum=1) if WEB_SERVER == "gthread" else 1
 # How long a thread that computes keeps the GIL while another waits for it (Python's default: 5 ms).
 # A submit is ~15 short waits on PostgreSQL and Redis; after each, its thread waits for the GIL again,
 # up to the whole interval while a request in the process's other thread computes. At 1 ms the idle p99 of
 # part (e) went from 36-106 ms to 30-41 ms in side-by-side runs, and 2 workers generating made no difference
-# (docs/benchmarks.md).
+# (docs/benchmarks-web.md).
 gil_switch_interval_ms = env_float("WEB_GIL_SWITCH_INTERVAL_MS", 1.0, minimum=0.01)
 timeout = env_int("WEB_TIMEOUT_S", 60, minimum=1)
 graceful_timeout = timeout
