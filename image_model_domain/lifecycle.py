@@ -155,6 +155,7 @@ class ProgressReporter:
         self._written = 0
         self._unpublished: deque[int] = deque()  # `done` after each advance, not yet published as an event
         self._sync_lock = threading.Lock()  # the pump's sync and the run's last one never overlap
+        self._closed = False
 
     def advance(self, increment: int = 1) -> bool:
         """Count steps done (0: none, the job is only waiting); False once the job has been seen asked to stop."""
@@ -163,9 +164,15 @@ class ProgressReporter:
             self._unpublished.append(self.done)
         return not self.stopped
 
-    def sync(self) -> None:
-        """Write progress and heartbeat when due, read the cancel flag, publish the steps counted since the last."""
+    def sync(self, *, last: bool = False) -> None:
+        """Write progress and heartbeat when due, read the cancel flag, publish the steps counted since the last.
+
+        `last`: the run is done with the job; a sync after it (a pump that had already taken the job up) does
+        nothing, so no heartbeat or event follows the job's outcome."""
         with self._sync_lock:
+            if self._closed:
+                return
+            self._closed = last
             done, now = self.done, time.monotonic()
             self._last_sync = now
             ours = GenerationJob.objects.filter(pk=self.job_id)

@@ -54,7 +54,7 @@ class ProgressPump:
             if reporter not in self._reporters:
                 return
             self._reporters.remove(reporter)
-        reporter.sync()
+        reporter.sync(last=True)
 
     def _run(self) -> None:
         while True:

@@ -151,3 +151,29 @@ def test_a_worker_given_up_on_stops_at_its_next_step_and_leaves_the_new_attempt_
     row = GenerationJob.objects.get(pk=job.pk)
     assert (row.progress_step, row.heartbeat_at, row.worker) == (1, heartbeat, "w2:20")  # nothing written
     assert fresh_progress.step() is True and GenerationJob.objects.get(pk=job.pk).progress_step == 2
+
+
+def test_after_its_last_sync_a_reporter_writes_and_publishes_nothing(settings) -> None:  # noqa: ANN001
+    import json
+
+    import redis
+
+    from image_model_domain.events import events_key
+    from image_model_domain.lifecycle import ProgressReporter
+
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    job = job_claim(
+        job_id=job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=10).pk, worker="w1"
+    )
+    reporter = ProgressReporter(str(job.pk), 10, interval_s=0, attempt=job.attempts)
+    assert reporter.step() is True
+    reporter.sync(last=True)  # the run is done with the job (its outcome comes next)
+    heartbeat = GenerationJob.objects.get(pk=job.pk).heartbeat_at
+
+    reporter.advance(1)
+    reporter.sync()  # a pump that had taken the job up before the run let it go
+    row = GenerationJob.objects.get(pk=job.pk)
+    assert (row.progress_step, row.heartbeat_at) == (1, heartbeat)
+    stream = redis.Redis.from_url(settings.REDIS_URL).xrange(events_key(job.pk))
+    assert [json.loads(fields[b"data"])["step"] for _, fields in stream if fields[b"event"] == b"progress"] == [1]
