@@ -2,7 +2,8 @@
 
     python -m bench.run                    # CPU, ~2-4 minutes; the last line holds the headline numbers
     python -m bench.run --repeats 8 --threads 2
-    python -m bench.run --gpu              # SD-1.5 shape on CUDA; writes docs/benchmarks-gpu.md
+    python -m bench.run --gpu              # SD-1.5 shape on CUDA, and the service end to end; docs/benchmarks-gpu.md
+    python -m bench.run --gpu-smoke        # every step of --gpu on the CPU (tiny checkpoint), no measurement
 
 (a) the bare services/ call, (b) the same job through PostgreSQL, Redis and a Celery worker process, and
 through HTTP (the web command: submit, poll, download the PNG),
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.batching import run_batching
-from bench.common import DATABASE_URL, DOCS, MODELS, QUEUE, log, lora_specs, model_specs
+from bench.common import DATABASE_URL, DOCS, MODELS, QUEUE, ROOT, log, lora_specs, model_specs
 from bench.crossjob import crossjob_line, crossjob_section, crossjob_splice, run_crossjob
 from bench.environment import (
     bench_environment,
@@ -50,6 +51,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="the report (default docs/benchmarks.md, or -gpu.md with --gpu)")
     parser.add_argument("--streams", type=int, default=STREAM_CLIENTS, help="clients of part (f) (default 50)")
     parser.add_argument("--gpu", action="store_true", help="time the SD-1.5 shape on CUDA instead (see the report)")
+    parser.add_argument(
+        "--gpu-smoke", action="store_true",
+        help="run every step of --gpu on the CPU with the tiny checkpoint (no measurement; default output var/)",
+    )  # fmt: skip
     parser.add_argument(
         "--only-web", action="store_true", help="run part (e), submit latency, alone and update its section"
     )
@@ -154,8 +159,9 @@ def run_crossjob_only(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.gpu:
-        line = run_gpu(args.repeats, args.output or DOCS / "benchmarks-gpu.md")
+    if args.gpu or args.gpu_smoke:
+        default = ROOT / "var" / "benchmarks-gpu-smoke.md" if args.gpu_smoke else DOCS / "benchmarks-gpu.md"
+        line = run_gpu(args.repeats, args.output or default, smoke=args.gpu_smoke)
     else:
         parts = {"only_web": run_web_only, "only_streams": run_streams_only, "only_batching": run_crossjob_only}
         line = next((run(args) for flag, run in parts.items() if getattr(args, flag)), None) or run_cpu(args)

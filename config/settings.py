@@ -277,7 +277,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "control_folder": str(BROKER_DIR / "control"),
-        "polling_interval": 0.2,
+        # How often an idle worker looks for a message: the embedded default's latency from submit to start.
+        "polling_interval": env_float("BROKER_FILESYSTEM_POLL_S", 0.2, minimum=0.001),
     }
 else:
     # Redis redelivers an unacked message after visibility_timeout: it must exceed the longest
