@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +30,14 @@ def job_claim(*, job_id: str, worker: str) -> GenerationJob | None:
     return jobs[0] if jobs else None
 
 
-def jobs_claim(*, job_id: str, worker: str, batch_images: int = 1) -> list[GenerationJob]:
+def jobs_claim(
+    *, job_id: str, worker: str, batch_images: int = 1, positions: Callable[[], None] = positions_publish
+) -> list[GenerationJob]:
     """Claim the job and, while its images leave room in a batch of `batch_images`, the oldest queued
     jobs that can share its batches (batch_key); [] when another delivery got the job first.
+
+    `positions` tells the jobs still queued their new positions: at once by default (up to 500 events);
+    a worker hands that to its pump thread instead, so the next job's model run does not wait for it.
 
     The job and its companions go QUEUED -> RUNNING in one transaction; companions are locked with
     SKIP LOCKED, so two workers never take the same one. A companion's own message finds it no longer
@@ -68,7 +74,7 @@ def jobs_claim(*, job_id: str, worker: str, batch_images: int = 1) -> list[Gener
     jobs = [job, *GenerationJob.objects.filter(pk__in=companions).order_by("queued_at")]
     for each in jobs:
         _started(each, now)
-    positions_publish()
+    positions()
     return jobs
 
 

@@ -16,6 +16,7 @@ from image_model_domain.lifecycle import jobs_claim
 from image_model_domain.models import DLModel
 from tasks import metrics
 from tasks.outage import DatabaseStillDown, database_wait
+from tasks.progress import pump
 from tasks.running import jobs_run
 from tasks.specs import engine, model_spec
 
@@ -40,7 +41,12 @@ def run_job(self: Any, job_id: str) -> str:
             # A database outage is waited out holding this message (see tasks/outage.py). If it lasts
             # longer than DB_OUTAGE_WAIT_S, the message goes back to the broker rather than away.
             jobs = database_wait(
-                lambda: jobs_claim(job_id=job_id, worker=worker, batch_images=settings.DIFFUSION_BATCH_SIZE),
+                lambda: jobs_claim(
+                    job_id=job_id,
+                    worker=worker,
+                    batch_images=settings.DIFFUSION_BATCH_SIZE,
+                    positions=pump().positions_changed,
+                ),
                 what="claiming the job",
             )
         except DatabaseStillDown as error:

@@ -1,14 +1,17 @@
 """The running jobs' progress I/O on a thread of its own, so the denoising loop never waits on it.
 
 Each denoising step, the run only counts (ProgressReporter.advance) and wakes the pump. The pump's
-thread syncs each watched job that has counted steps (progress and heartbeat written when due, the cancel flag read, one
-`progress` event per counted step published) at most every TICK_S, and at least every
-JOB_PROGRESS_INTERVAL_S, which keeps the heartbeat of jobs waiting for a later pipeline call. Inline,
-those round trips to PostgreSQL and Redis took 1-2 ms a step inside the model run (37 ms of a 20-step
-job on the bench's CPU, docs/benchmarks.md); a GPU step of a 512x512 image takes ~15 ms. A cancel is
-seen at the first step after the pump has read the flag: within TICK_S and a step.
+thread syncs each watched job that has counted steps (progress and heartbeat written when due, the
+cancel flag read, one `progress` event per counted step published) at most every TICK_S, and at least
+every JOB_PROGRESS_INTERVAL_S, which keeps the heartbeat of jobs waiting for a later pipeline call.
+Inline, those round trips to PostgreSQL and Redis took 1-2 ms a step inside the model run (37 ms of a
+20-step job on the bench's CPU, docs/benchmarks.md); a GPU step of a 512x512 image takes ~15 ms. A
+cancel is seen at the first step after the pump has read the flag: within TICK_S and a step.
 
-One pump per worker process: a thread that waits while no job runs, its database connection closed.
+After a claim, the pump also tells the jobs still queued their new positions (up to 500 events: ~40 ms
+on the bench's CPU with a deep queue, which the claimed job's model run would otherwise wait for).
+
+One pump per worker process: a thread that waits while there is nothing to do, its database connection closed.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
 
+from image_model_domain.events import positions_publish
 from image_model_domain.lifecycle import ProgressReporter
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ class ProgressPump:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._positions_due = False
 
     def watch(self, reporter: ProgressReporter) -> None:
         with self._lock:
@@ -43,6 +49,11 @@ class ProgressPump:
                 self._thread = threading.Thread(target=self._run, name="progress-pump", daemon=True)
                 self._thread.start()
         self._wake.set()
+
+    def positions_changed(self) -> None:
+        """A job left the queue: the pump tells the jobs still queued their new positions (once for several)."""
+        self._positions_due = True
+        self.wake()
 
     def wake(self) -> None:
         """Steps were counted: sync soon (within tick_s of the last sync)."""
@@ -59,24 +70,30 @@ class ProgressPump:
     def _run(self) -> None:
         while True:
             with self._lock:
-                idle = not self._reporters
+                idle = not self._reporters and not self._positions_due
             if idle:  # until the next job, without a database connection (as the saver's thread, one per job)
                 connection.close()
                 self._wake.wait()
             else:  # a step, or the heartbeat interval
                 self._wake.wait(timeout=settings.JOB_PROGRESS_INTERVAL_S)
             self._wake.clear()
+            if self._positions_due:
+                self._positions_due = False
+                self._guarded(positions_publish, "queue positions not published")
             with self._lock:
                 reporters = list(self._reporters)
             now = time.monotonic()
             for reporter in reporters:
-                if not reporter.sync_due(now):
-                    continue
-                try:
-                    reporter.sync()
-                except Exception:  # noqa: BLE001 (the pump outlives any one job's trouble)
-                    logger.exception("progress of job %s not synced", reporter.job_id)
+                if reporter.sync_due(now):
+                    self._guarded(reporter.sync, f"progress of job {reporter.job_id} not synced")
             time.sleep(self.tick_s)  # steps counted meanwhile leave the event set: the next sync is at once
+
+    @staticmethod
+    def _guarded(work: Callable[[], None], failure: str) -> None:
+        try:
+            work()
+        except Exception:  # noqa: BLE001 (the pump outlives any one job's trouble)
+            logger.exception(failure)
 
 
 _pump: tuple[int, ProgressPump] | None = None

@@ -88,3 +88,25 @@ def test_a_cancel_the_pump_reads_stops_the_run_within_a_few_steps(claimed, setti
     assert job.progress_step < 400 and not GeneratedImage.objects.filter(job=job).exists()
     steps = progress_steps(settings, job)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < 400
+
+
+def test_after_a_claim_the_pump_tells_the_jobs_still_queued_their_new_positions(dev_models, settings) -> None:  # noqa: ANN001
+    import json
+
+    from image_model_domain.events import events_forget
+    from image_model_domain.lifecycle import jobs_claim
+    from tasks.progress import pump
+
+    settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}
+    first, second = (
+        job_create_generation(owner=None, model_name="tiny-sd-a", prompt=prompt, steps=2) for prompt in ("a", "b")
+    )
+    events_forget(second.pk)  # its "queued" at position 2: only what follows the claim is read below
+    assert jobs_claim(job_id=first.pk, worker="test", positions=pump().positions_changed)[0].pk == first.pk
+
+    stream = redis.Redis.from_url(settings.REDIS_URL)
+    deadline = time.monotonic() + 10
+    while not (events := stream.xrange(events_key(second.pk))):
+        assert time.monotonic() < deadline, "no position event from the pump"
+        time.sleep(0.02)
+    assert [(fields[b"event"], json.loads(fields[b"data"])) for _, fields in events] == [(b"queued", {"position": 1})]
