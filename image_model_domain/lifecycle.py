@@ -162,9 +162,14 @@ class ProgressReporter:
         self._unpublished: deque[int] = deque()  # `done` after each advance, not yet published as an event
         self._sync_lock = threading.Lock()  # the pump's sync and the run's last one never overlap
         self._closed = False
+        self._alive = False  # advance() was called since the last write
 
     def advance(self, increment: int = 1) -> bool:
-        """Count steps done (0: none, the job is only waiting); False once the job has been seen asked to stop."""
+        """Count steps done (0: none, the job is only waiting); False once the job has been seen asked to stop.
+
+        Every call also says the run is alive: the heartbeat is written only after one, so a run stuck inside
+        the model stops its heartbeat (and the reconciler sees it) although the pump's thread goes on."""
+        self._alive = True
         self.done = min(self.total, self.done + increment)
         if increment:
             self._unpublished.append(self.done)
@@ -185,8 +190,9 @@ class ProgressReporter:
             if self.attempt is not None:
                 ours = ours.filter(attempts=self.attempt)
             try:
-                if now - self._last_write >= self.interval_s or (done >= self.total and self._written < done):
-                    self._last_write, self._written = now, done
+                due = self._alive and now - self._last_write >= self.interval_s
+                if due or (done >= self.total and self._written < done):
+                    self._last_write, self._written, self._alive = now, done, False
                     ours.update(progress_step=done, heartbeat_at=timezone.now())
                 # None: the job was deleted while running, or the reconciler gave this worker up and the job
                 # is another attempt's now; either stops it as a cancel would (its late outcome is refused too).

@@ -82,11 +82,11 @@ def jobs_run(jobs: list[GenerationJob]) -> list[JobRun]:
                 member.stop(JobStatus.CANCELLED, "Cancelled while running.")
                 _finish(member, stats_total)  # at once: the others' images may still be denoising
         pump().wake()
-        # Jobs whose images wait for a later pipeline call (another size or prompt length): the pump keeps
-        # their heartbeat (or the reconciler would think their worker dead) and a cancel stops them.
+        # Jobs whose images wait for a later pipeline call (another size or prompt length): alive too, so the
+        # pump keeps their heartbeat (or the reconciler would think their worker dead); a cancel stops them.
         holding = [member for member, _ in in_call]
         for member in members:
-            if member.pending and member not in holding and not member.stopped and member.reporter.stopped:
+            if member.pending and member not in holding and not member.stopped and not member.reporter.advance(0):
                 member.stop(JobStatus.CANCELLED, "Cancelled while waiting for its batch.")
                 _finish(member, stats_total)
         return not all(member.stopped for member in members)

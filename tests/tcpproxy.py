@@ -20,6 +20,7 @@ class TcpProxy:
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.closed = False
+        self.accepted = 0  # connections forwarded so far
         threading.Thread(target=self._accept, daemon=True, name="tcpproxy-accept").start()
 
     def _accept(self) -> None:
@@ -39,6 +40,7 @@ class TcpProxy:
             upstream.settimeout(None)
             with self.lock:
                 self.sockets.update((client, upstream))
+                self.accepted += 1
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client
 from PIL import Image
 from rest_framework.authtoken.models import Token
@@ -27,6 +27,7 @@ from image_model_domain.events import events_forget, queue_position
 from image_model_domain.jobs import job_cancel, job_create_generation, job_delete
 from image_model_domain.models import GenerationJob
 from tests.conftest import ROOT, free_port, session_queue, wait_for_job, worker_env
+from tests.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -37,13 +38,13 @@ def asgi_command(port: int) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py"], env
 
 
-@pytest.fixture(scope="module")
-def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
+@contextmanager
+def asgi_running(tmp_path_factory, **env: str) -> Iterator[str]:  # noqa: ANN001
     port = free_port()
     log = tmp_path_factory.mktemp("asgi") / "server.log"
-    command, env = asgi_command(port)
+    command, base_env = asgi_command(port)
     with log.open("w") as handle:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, env={**base_env, **env}, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -56,9 +57,17 @@ def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # no
             process.terminate()
             raise RuntimeError(f"the ASGI server did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def asgi_server(django_db_setup: None, tmp_path_factory) -> Iterator[str]:  # noqa: ANN001
+    with asgi_running(tmp_path_factory) as url:
+        yield url
 
 
 def token_for(user: User) -> dict[str, str]:
@@ -242,33 +251,32 @@ def test_under_asgi_a_stream_that_redis_lost_is_served_from_the_row(asgi_server:
     job_cancel(job=GenerationJob.objects.get(pk=waiting.pk))
 
 
-def test_under_asgi_streams_do_not_open_a_database_connection_each(asgi_server: str, settings, dev_models) -> None:  # noqa: ANN001
+def test_under_asgi_streams_do_not_open_a_database_connection_each(settings, dev_models, tmp_path_factory) -> None:  # noqa: ANN001
     # Each request runs on a new thread under ASGI: a read of the job there would start a PostgreSQL backend per
-    # stream. The job is read on the web process's lookup thread, whose connection stays.
+    # stream. The job is read on the web process's lookup thread, whose connection stays. This server reaches
+    # PostgreSQL through a proxy that counts its connections (the server's alone: workers' come and go).
     settings.DIFFUSION_MODEL_QUEUES = {"tiny-sd-a": session_queue("nobody-listens")}  # no worker connects either
+    database = settings.DATABASES["default"]
+    proxy = TcpProxy(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432))
+    url = f"postgres://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}"
     owner = User.objects.create_user("owner")
     anonymous, owned, token = generate(None), generate(owner), token_for(owner)  # the token: read from the database
     GenerationJob.objects.filter(pk__in=[anonymous.pk, owned.pk]).update(status="cancelled", error="Cancelled.")
-    stream(asgi_server, anonymous, {})  # the lookup thread's connection, if it had none yet
-
-    def sessions() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_stat_clear_snapshot()")
-            cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
-            return cursor.fetchone()[0]
-
     browser = Client()
     browser.force_login(owner)  # an EventSource on the site: the session cookie, its row read from the database
     cookie = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}
-
-    before = sessions()
-    for _ in range(2):
-        assert stream(asgi_server, anonymous, {})[-1]["event"] == "cancelled"
-        assert stream(asgi_server, owned, token)[-1]["event"] == "cancelled"
-        assert stream(asgi_server, owned, cookie)[-1]["event"] == "cancelled"
-    time.sleep(1.5)  # a backend's counts reach the statistics when it ends, or within a second
-    assert sessions() - before <= 1  # 6 with a connection per stream; one may be anybody's (a worker's, a flush)
-    assert requests.get(f"{asgi_server}/api/v1/jobs/{owned.pk}/events/", timeout=10).status_code == 404
+    try:
+        with asgi_running(tmp_path_factory, DATABASE_URL=url) as asgi_server:
+            stream(asgi_server, anonymous, {})  # the lookup thread's connection, if it had none yet
+            before = proxy.accepted
+            for _ in range(2):
+                assert stream(asgi_server, anonymous, {})[-1]["event"] == "cancelled"
+                assert stream(asgi_server, owned, token)[-1]["event"] == "cancelled"
+                assert stream(asgi_server, owned, cookie)[-1]["event"] == "cancelled"
+            assert proxy.accepted - before == 0  # 6 with a connection per stream
+            assert requests.get(f"{asgi_server}/api/v1/jobs/{owned.pk}/events/", timeout=10).status_code == 404
+    finally:
+        proxy.close()
 
 
 def test_preview_events_carry_decodable_images_of_each_image_in_the_batch(

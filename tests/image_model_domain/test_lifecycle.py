@@ -177,3 +177,22 @@ def test_after_its_last_sync_a_reporter_writes_and_publishes_nothing(settings) -
     assert (row.progress_step, row.heartbeat_at) == (1, heartbeat)
     stream = redis.Redis.from_url(settings.REDIS_URL).xrange(events_key(job.pk))
     assert [json.loads(fields[b"data"])["step"] for _, fields in stream if fields[b"event"] == b"progress"] == [1]
+
+
+def test_the_heartbeat_is_written_only_after_the_run_said_it_is_alive(settings) -> None:  # noqa: ANN001
+    from image_model_domain.lifecycle import ProgressReporter
+
+    settings.DIFFUSION_DEFAULT_QUEUE = session_queue("claims")
+    DLModel.objects.create(name="tiny-sd-a", source="dev/tiny-sd-a", resolution=64)
+    job = job_claim(
+        job_id=job_create_generation(owner=None, model_name="tiny-sd-a", prompt="a fox", steps=10).pk, worker="w1"
+    )
+    claimed_heartbeat = GenerationJob.objects.get(pk=job.pk).heartbeat_at
+    reporter = ProgressReporter(str(job.pk), 10, interval_s=0, attempt=job.attempts)
+
+    reporter.sync()  # the pump's thread, while the run is stuck inside the model: no heartbeat for it
+    reporter.sync()
+    assert GenerationJob.objects.get(pk=job.pk).heartbeat_at == claimed_heartbeat
+    assert reporter.advance(0) is True  # a step of the pipeline call (or of another job's, while this one waits)
+    reporter.sync()
+    assert GenerationJob.objects.get(pk=job.pk).heartbeat_at > claimed_heartbeat
