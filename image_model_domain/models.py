@@ -196,6 +196,14 @@ class GenerationJob(models.Model):
             models.Index(fields=["status", "queued_at"], name="job_queue_idx"),
             models.Index(fields=["owner", "-queued_at"], name="job_owner_recent_idx"),
             models.Index(fields=["kind", "-queued_at"], name="job_kind_recent_idx"),
+            # The queue caps count a submitter's active jobs on every submit: these read those alone,
+            # not a user's (or an address's) whole history.
+            models.Index(fields=["owner"], condition=models.Q(status__in=ACTIVE_STATUSES), name="job_active_owner_idx"),
+            models.Index(
+                fields=["client_ip"],
+                condition=models.Q(status__in=ACTIVE_STATUSES, owner__isnull=True),
+                name="job_active_anonymous_ip_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -102,3 +102,33 @@ def test_finished_jobs_free_the_cap(live_server, model, settings) -> None:  # no
     assert requests.post(url, json={"prompt": "b"}).status_code == 429
     assert requests.post(f"{live_server.url}/api/v1/jobs/{first.json()['id']}/cancel/").status_code == 200
     assert requests.post(url, json={"prompt": "c"}).status_code == 202
+
+
+def test_the_cap_counts_read_only_active_jobs_through_their_partial_indexes(model, settings) -> None:  # noqa: ANN001
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from image_model_domain.jobs import job_create_generation
+
+    user = User.objects.create_user("long-history")
+    for _ in range(30):  # a history of finished jobs, which the counts must not read
+        job_create_generation(owner=user, prompt="a fox")
+        job_create_generation(owner=None, prompt="a fox", client_ip="10.0.0.9")
+        GenerationJob.objects.update(status="succeeded")
+    counts = []
+    for submitter in ({"owner": user}, {"owner": None, "client_ip": "10.0.0.9"}):
+        with CaptureQueriesContext(connection) as queries:
+            job_create_generation(prompt="a fox", **submitter)
+        sqls = [query["sql"] for query in queries]
+        counts.append(sqls[next(i for i, sql in enumerate(sqls) if "pg_advisory_xact_lock" in sql) + 1])
+    assert all(sql.startswith("SELECT COUNT(*)") for sql in counts), counts  # the count under the cap's lock
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE image_model_domain_generationjob")
+        plans = []
+        for sql in counts:
+            with transaction.atomic():
+                cursor.execute("SET LOCAL enable_seqscan = off")  # a table this small would be read whole
+                cursor.execute(f"EXPLAIN {sql}")
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+    assert "job_active_owner_idx" in plans[0], plans[0]
+    assert "job_active_anonymous_ip_idx" in plans[1], plans[1]
