@@ -186,15 +186,3 @@ def crossjob_section(result: CrossJobResult) -> list[str]:
 
 def crossjob_line(result: CrossJobResult) -> str:
     return f"crossjob_speedup={result.speedup:.3f} crossjob_cpu_speedup={result.cpu_speedup:.3f}"
-
-
-def crossjob_splice(path: Path, lines: list[str]) -> None:
-    """Put part (g) into an existing report: replace its section, or add it before the targets."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    existing = text.split("\n")
-    start = next((i for i, line in enumerate(existing) if line.startswith("## (g)")), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(existing)) if existing[i].startswith("## ")), len(existing))
-    else:
-        start = end = next((i for i, line in enumerate(existing) if line.startswith("## Targets")), len(existing))
-    path.write_text("\n".join(existing[:start] + lines + existing[end:]))

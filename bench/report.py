@@ -230,3 +230,17 @@ def final_line(overhead: OverheadResult, mixed: MixedResult, batching: BatchResu
         f"overhead_ratio={overhead.ratio:.3f} overhead_ms={overhead.overhead_ms:.1f} "
         f"reloads={mixed.reloads} batch_speedup={batching.speedup:.3f}"
     )
+
+
+def section_splice(path: Path, lines: list[str]) -> None:
+    """Put one part's section (`lines`, starting with its "## (x) ..." header) into an existing report:
+    replace the section of that part, or add it before the targets. For the parts run alone (--only-...)."""
+    part = " ".join(lines[0].split()[:2])  # "## (e)"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    existing = text.split("\n")
+    start = next((i for i, line in enumerate(existing) if line.startswith(part)), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(existing)) if existing[i].startswith("## ")), len(existing))
+    else:
+        start = end = next((i for i, line in enumerate(existing) if line.startswith("## Targets")), len(existing))
+    path.write_text("\n".join(existing[:start] + lines + existing[end:]))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.batching import run_batching
 from bench.common import DATABASE_URL, DOCS, MODELS, QUEUE, ROOT, log, lora_specs, model_specs
-from bench.crossjob import crossjob_line, crossjob_section, crossjob_splice, run_crossjob
+from bench.crossjob import crossjob_line, crossjob_section, run_crossjob
 from bench.environment import (
     bench_environment,
     database_ensure,
@@ -38,9 +38,9 @@ from bench.environment import (
 from bench.gpu import run_gpu
 from bench.mixed import run_mixed
 from bench.overhead import run_overhead
-from bench.report import Context, final_line, write_report
-from bench.streams import STREAM_CLIENTS, run_streams, streams_line, streams_section, streams_splice
-from bench.web import report_splice, run_web, web_line, web_section, web_server
+from bench.report import Context, final_line, section_splice, write_report
+from bench.streams import STREAM_CLIENTS, run_streams, streams_line, streams_section
+from bench.web import run_web, web_line, web_section, web_server
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,9 +108,9 @@ def run_cpu(args: argparse.Namespace) -> str:
     )  # fmt: skip
     output = args.output or DOCS / "benchmarks.md"
     write_report(output, context, overhead, mixed, batching)
-    report_splice(output, web_section(web))
-    streams_splice(output, streams_section(streams))
-    crossjob_splice(output, crossjob_section(crossjob))
+    section_splice(output, web_section(web))
+    section_splice(output, streams_section(streams))
+    section_splice(output, crossjob_section(crossjob))
     log(f"wrote {output}")
     lines = [final_line(overhead, mixed, batching), web_line(web), streams_line(streams), crossjob_line(crossjob)]
     return " ".join(lines)
@@ -131,7 +131,7 @@ def run_web_only(args: argparse.Namespace) -> str:
     env = _prepare_one_part(args)
     web = run_web(env)
     output = args.output or DOCS / "benchmarks.md"
-    report_splice(output, web_section(web))
+    section_splice(output, web_section(web))
     log(f"wrote part (e) of {output}")
     return web_line(web)
 
@@ -142,7 +142,7 @@ def run_streams_only(args: argparse.Namespace) -> str:
     with running_worker(env) as worker:
         streams = run_streams(worker, env, MODELS[0], clients=args.streams)
     output = args.output or DOCS / "benchmarks.md"
-    streams_splice(output, streams_section(streams))
+    section_splice(output, streams_section(streams))
     log(f"wrote part (f) of {output}")
     return streams_line(streams)
 
@@ -152,7 +152,7 @@ def run_crossjob_only(args: argparse.Namespace) -> str:
     env = _prepare_one_part(args)
     crossjob = run_crossjob(env, MODELS[0])
     output = args.output or DOCS / "benchmarks.md"
-    crossjob_splice(output, crossjob_section(crossjob))
+    section_splice(output, crossjob_section(crossjob))
     log(f"wrote part (g) of {output}")
     return crossjob_line(crossjob)
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -334,18 +333,6 @@ def streams_section(result: StreamsResult) -> list[str]:
 
 def streams_line(result: StreamsResult) -> str:
     return f"stream_slowdown={result.slowdown:.3f} stream_server_cpu_s={median(result.server_cpu_s):.3f}"
-
-
-def streams_splice(path: Path, lines: list[str]) -> None:
-    """Put part (f) into an existing report: replace its section, or add it before the targets."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    existing = text.split("\n")
-    start = next((i for i, line in enumerate(existing) if line.startswith("## (f)")), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(existing)) if existing[i].startswith("## ")), len(existing))
-    else:
-        start = end = next((i for i, line in enumerate(existing) if line.startswith("## Targets")), len(existing))
-    path.write_text("\n".join(existing[:start] + lines + existing[end:]))
 
 
 def _row(name: str, values: list[float], spec: str = ".3f") -> str:

@@ -298,15 +298,3 @@ def web_line(result: WebResult) -> str:
         f"submit_p99_idle_ms={idle.percentile(99):.0f} submit_p99_busy_ms={busy.percentile(99):.0f} "
         f"sync_over_gthread_p99_busy={result.phase('sync', True).percentile(99) / busy.percentile(99):.1f}"
     )
-
-
-def report_splice(path, lines: list[str]) -> None:  # noqa: ANN001
-    """Put part (e) into an existing report: replace its section, or add it before the targets."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    existing = text.split("\n")
-    start = next((i for i, line in enumerate(existing) if line.startswith("## (e)")), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(existing)) if existing[i].startswith("## ")), len(existing))
-    else:
-        start = end = next((i for i, line in enumerate(existing) if line.startswith("## Targets")), len(existing))
-    path.write_text("\n".join(existing[:start] + lines + existing[end:]))
